@@ -1,0 +1,74 @@
+"""Model names -> local folders: a folder path, a short alias, or a Hugging Face hub id (cached)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import DPTError
+
+ALIASES = {
+    "large": "Intel/dpt-large",
+    "hybrid": "Intel/dpt-hybrid-midas",
+    "large-ade": "Intel/dpt-large-ade",
+}
+CONFIG = "config.json"
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+OPTIONAL_FILES = ("preprocessor_config.json",)
+
+
+class ModelNotFound(DPTError):
+    pass
+
+
+def resolve(spec: str) -> Path:
+    """Return the local folder holding `spec`'s config.json and weights.
+
+    `spec` is a folder, an alias (large, hybrid, large-ade) or a hub id ("org/name"). Hub ids are
+    read from the huggingface_hub cache, downloading only when the hub is reachable and allowed.
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotFound(f"{spec}: a model must be a folder with {CONFIG} and weights, not a file")
+        if not (path / CONFIG).is_file():
+            raise ModelNotFound(f"{spec}: not a model folder (no {CONFIG})")
+        return path
+    repo_id = ALIASES.get(spec, spec)
+    if repo_id.count("/") != 1 or spec.startswith((".", "/", "~")):
+        known = ", ".join(ALIASES)
+        raise ModelNotFound(f"{spec}: no such folder, and not a hub id (org/name) or an alias ({known})")
+    return _from_hub(repo_id)
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        config = Path(hf_hub_download(repo_id, CONFIG))
+        for name in HUB_FILES:
+            try:
+                hf_hub_download(repo_id, name)
+                break
+            except EntryNotFoundError:
+                continue
+        else:
+            raise ModelNotFound(f"{repo_id}: the hub repository has no {' or '.join(HUB_FILES)}")
+        for name in OPTIONAL_FILES:
+            try:
+                hf_hub_download(repo_id, name)
+            except Exception:  # optional: a folder without it uses the defaults
+                pass
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"{repo_id}: no such model on the hub") from None
+    except ModelNotFound:
+        raise
+    except Exception as exc:  # offline mode, no network, timeouts: all mean "not available here"
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        why = "HF_HUB_OFFLINE is set" if offline else f"the hub is unreachable ({type(exc).__name__})"
+        raise ModelNotFound(
+            f"{repo_id}: not in the local Hugging Face cache and {why}; "
+            f"download it where the hub is reachable and pass its folder, e.g. --model ./dpt-large"
+        ) from None
+    return config.parent

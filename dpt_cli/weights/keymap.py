@@ -1,0 +1,134 @@
+"""A key-mapping table between a foreign checkpoint layout and ours, applied strictly.
+
+A table is a list of `Rule(foreign, ours, slot)`. Both sides are templates in which `{name}`
+stands for one dotted component that is copied across (`{rest}` may span several). Two
+placeholders are special: `{rev}` is a fusion-block index counted from the other end (foreign
+layouts number fusion blocks deepest first; we number them by stage), and a rule with a `slot`
+maps a foreign tensor onto rows slot*D:(slot+1)*D of a fused tensor of ours (q, k, v -> qkv).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import torch
+
+from ..errors import DPTError
+
+NUM_FUSION = 4  # DPT always has four fusion blocks
+NUM_SLOTS = 3  # q, k, v
+
+
+class KeyMismatch(DPTError, ValueError):
+    """Checkpoint keys that no rule maps, or model keys that no checkpoint key fills."""
+
+    def __init__(self, what: str, unexpected: Iterable[str] = (), missing: Iterable[str] = ()) -> None:
+        self.unexpected, self.missing = sorted(unexpected), sorted(missing)
+        parts = []
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected key(s): {_short(self.unexpected)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing key(s): {_short(self.missing)}")
+        super().__init__(f"{what}: " + "; ".join(parts))
+
+
+def _short(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+@dataclass(frozen=True)
+class Rule:
+    foreign: str
+    ours: str
+    slot: int | None = None
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    out, pos = "", 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        out += re.escape(template[pos : m.start()])
+        name = m.group(1)
+        out += f"(?P<{name}>.+)" if name == "rest" else f"(?P<{name}>[^.]+)"
+        pos = m.end()
+    return re.compile(out + re.escape(template[pos:]) + "$")
+
+
+def _fill(template: str, groups: Mapping[str, str]) -> str:
+    values = dict(groups)
+    if "rev" in values:
+        values["rev"] = str(NUM_FUSION - 1 - int(values["rev"]))
+    return template.format(**values)
+
+
+class KeyTable:
+    """One foreign layout <-> ours. `to_ours` fuses slotted tensors; `to_foreign` splits them."""
+
+    def __init__(self, name: str, rules: list[Rule]) -> None:
+        self.name = name
+        self.rules = rules
+        self._fwd = [(_compile(r.foreign), r) for r in rules]
+        self._bwd = [(_compile(r.ours), r) for r in rules]
+
+    def map_foreign_key(self, key: str) -> tuple[str, int | None] | None:
+        for pattern, rule in self._fwd:
+            m = pattern.match(key)
+            if m:
+                return _fill(rule.ours, m.groupdict()), rule.slot
+        return None
+
+    def to_ours(
+        self, state: Mapping[str, torch.Tensor], expected: Iterable[str], skip: Iterable[str] = ()
+    ) -> dict[str, torch.Tensor]:
+        """Rename a foreign state dict into ours; every key must map and every expected key be filled.
+
+        `skip` lists regular expressions of foreign keys that are dropped on purpose.
+        """
+        skips = [re.compile(s) for s in skip]
+        out: dict[str, torch.Tensor] = {}
+        parts: dict[str, dict[int, torch.Tensor]] = {}
+        unexpected = []
+        for key, tensor in state.items():
+            hit = self.map_foreign_key(key)
+            if hit is None:
+                if not any(s.match(key) for s in skips):
+                    unexpected.append(key)
+                continue
+            ours, slot = hit
+            if slot is None:
+                out[ours] = tensor
+            else:
+                parts.setdefault(ours, {})[slot] = tensor
+        for ours, slots in parts.items():
+            if sorted(slots) == list(range(NUM_SLOTS)):
+                out[ours] = torch.cat([slots[i] for i in range(NUM_SLOTS)], dim=0)
+        expected = set(expected)
+        unexpected += [k for k in out if k not in expected]
+        missing = expected - out.keys()
+        if unexpected or missing:
+            raise KeyMismatch(f"{self.name} checkpoint does not match the model", unexpected, missing)
+        return out
+
+    def to_foreign(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename our state dict into the foreign layout, splitting fused tensors."""
+        out: dict[str, torch.Tensor] = {}
+        unmapped = []
+        for key, tensor in state.items():
+            matched = False
+            for pattern, rule in self._bwd:
+                m = pattern.match(key)
+                if not m:
+                    continue
+                matched = True
+                foreign = _fill(rule.foreign, m.groupdict())
+                if rule.slot is None:
+                    out[foreign] = tensor
+                    break
+                out[foreign] = tensor.chunk(NUM_SLOTS, dim=0)[rule.slot].contiguous()
+            if not matched:
+                unmapped.append(key)
+        if unmapped:
+            raise KeyMismatch(f"no {self.name} name for our parameters", unexpected=unmapped)
+        return out
