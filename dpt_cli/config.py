@@ -319,6 +319,7 @@ def _check_consistency(c: DPTConfig) -> None:
 # --- writing ---------------------------------------------------------------------------------
 
 _OURS = ("task", "id2label", "backbone_config", "extra")
+_OURS_ONLY = ("depth_scale", "depth_shift", "invert_depth")
 
 
 def _dump_dpt(c: DPTConfig) -> dict[str, Any]:
@@ -327,9 +328,8 @@ def _dump_dpt(c: DPTConfig) -> dict[str, Any]:
         if f.name in _OURS:
             continue
         value = getattr(c, f.name)
-        if f.name in ("depth_scale", "depth_shift") and value is None:
-            out.pop(f.name, None)
-            continue
+        if f.name in _OURS_ONLY and value == f.default and f.name not in c.extra:
+            continue  # keep configs of relative models identical to transformers' own
         out[f.name] = list(value) if isinstance(value, tuple) else value
     out["model_type"] = "dpt"
     if c.task is not None:

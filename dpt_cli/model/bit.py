@@ -147,10 +147,10 @@ class HybridEmbed(nn.Module):
     def __init__(self, cfg: BitConfig, feature_dim: int, dim: int) -> None:
         super().__init__()
         self.backbone = ResNetV2(cfg)
-        self.proj = nn.Conv2d(feature_dim, dim, kernel_size=1)
+        self.to_tokens = nn.Conv2d(feature_dim, dim, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int], list[torch.Tensor]]:
         """Returns tokens (B, H/16 * W/16, D), the grid (H/16, W/16), and stage 1-2 feature maps."""
         *early, last = self.backbone(x)
-        x = self.proj(last)
+        x = self.to_tokens(last)
         return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3]), early[:2]

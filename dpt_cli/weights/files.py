@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -31,7 +32,8 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def read_pickled(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True: refuses anything that needs arbitrary code to unpickle."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap (no copy into memory) works only for the zip format; legacy pickles are read whole.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise WeightsError(f"{path}: refused: the file needs arbitrary code to unpickle ({first})") from None

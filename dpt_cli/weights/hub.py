@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DPTError
+from ..errors import UsageError
 
 ALIASES = {
     "large": "Intel/dpt-large",
@@ -17,7 +17,7 @@ HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIONAL_FILES = ("preprocessor_config.json",)
 
 
-class ModelNotFound(DPTError):
+class ModelNotFound(UsageError):
     pass
 
 

@@ -14,7 +14,7 @@ COMMON = [
     Rule("dpt.embeddings.cls_token", "backbone.cls_token"),
     Rule("dpt.embeddings.position_embeddings", "backbone.pos_embed"),
     Rule("dpt.embeddings.patch_embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
-    Rule("dpt.embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
+    Rule("dpt.embeddings.projection.{p}", "backbone.patch_embed.to_tokens.{p}"),
     Rule(f"{_BIT}.embedder.convolution.weight", "backbone.patch_embed.backbone.stem.conv.weight"),
     Rule(f"{_BIT}.embedder.norm.{{p}}", "backbone.patch_embed.backbone.stem.norm.{p}"),
     Rule(f"{_BIT}.encoder.stages.{{s}}.layers.{{b}}.{{rest}}", "backbone.patch_embed.backbone.stages.{s}.blocks.{b}.{rest}"),
