@@ -73,8 +73,10 @@ class FusionBlock(nn.Module):
             if skip.shape != x.shape:
                 skip = F.interpolate(skip, size=x.shape[2:], mode="bilinear", align_corners=False)
             x = x + self.res1(skip)
-        x = F.interpolate(self.res2(x), scale_factor=2, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+        # out_conv(up2(x)) == up2(out_conv(x)): a 1x1 conv and bilinear interpolation (whose weights
+        # sum to 1) commute, and the conv costs a quarter at the lower resolution.
+        x = self.out_conv(self.res2(x))
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
 class Neck(nn.Module):
