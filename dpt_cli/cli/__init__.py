@@ -8,7 +8,7 @@ import typer
 
 from .. import __version__
 from ..errors import DPTError
-from . import info
+from . import convert, info
 
 app = typer.Typer(
     name="dpt",
@@ -38,6 +38,7 @@ def _root(
 
 
 app.command("info")(info.info)
+app.command("convert")(convert.convert)
 
 
 def main() -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
 import torch
+import json
+from typing import Iterable
+
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 
 from ..errors import DPTError
 
@@ -29,16 +33,21 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def read_pickled(path: Path) -> dict[str, torch.Tensor]:
+def load_pickled(path: Path) -> object:
     """torch.load with weights_only=True: refuses anything that needs arbitrary code to unpickle."""
     try:
         # mmap (no copy into memory) works only for the zip format; legacy pickles are read whole.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise WeightsError(f"{path}: refused: the file needs arbitrary code to unpickle ({first})") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # truncated, not a pickle at all, corrupt zip, ...: all one answer
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
+
+
+def read_pickled(path: Path) -> dict[str, torch.Tensor]:
+    state = load_pickled(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a flat dict of tensors")
     return state
@@ -53,5 +62,50 @@ def read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise WeightsError(f"{folder}: no {SAFETENSORS} or {PICKLED} in the model folder")
 
 
-def write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt", **(metadata or {})})
+_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def write_safetensors(
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+    dtype: torch.dtype | None = None,
+    progress=None,
+) -> None:
+    """Write a safetensors file one tensor at a time: memory stays at about the largest tensor.
+
+    `tensors` is iterated twice (header, then data), so pass a list or another re-iterable.
+    `dtype` casts floating-point tensors as they are written. `progress(done_bytes, total_bytes)`
+    is called after each tensor.
+    """
+
+    def target(t: torch.Tensor) -> torch.dtype:
+        return dtype if dtype is not None and t.is_floating_point() else t.dtype
+
+    header: dict[str, object] = {"__metadata__": {"format": "pt", **(metadata or {})}}
+    offset = 0
+    for name, t in tensors:
+        size = t.numel() * target(t).itemsize
+        header[name] = {"dtype": _DTYPES[target(t)], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    done = 0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for _, t in tensors:
+            data = t.detach().to(target(t)).contiguous().reshape(-1).view(torch.uint8)
+            f.write(memoryview(data.numpy()))
+            done += data.numel()
+            if progress is not None:
+                progress(done, offset)

@@ -1,9 +1,10 @@
 """A key-mapping table between a foreign checkpoint layout and ours, applied strictly.
 
 A table is a list of `Rule(foreign, ours, slot)`. Both sides are templates in which `{name}`
-stands for one dotted component that is copied across (`{rest}` may span several). Two
+stands for one dotted component that is copied across (`{rest}` may span several). Three
 placeholders are special: `{rev}` is a fusion-block index counted from the other end (foreign
-layouts number fusion blocks deepest first; we number them by stage), and a rule with a `slot`
+layouts number fusion blocks deepest first; we number them by stage), `{one}` is 1-based in the
+foreign layout and 0-based in ours, and a rule with a `slot`
 maps a foreign tensor onto rows slot*D:(slot+1)*D of a fused tensor of ours (q, k, v -> qkv).
 """
 
@@ -51,15 +52,17 @@ def _compile(template: str) -> re.Pattern[str]:
     for m in re.finditer(r"\{(\w+)\}", template):
         out += re.escape(template[pos : m.start()])
         name = m.group(1)
-        out += f"(?P<{name}>.+)" if name == "rest" else f"(?P<{name}>[^.]+)"
+        out += {"rest": f"(?P<{name}>.+)", "one": r"(?P<one>\d+)", "rev": r"(?P<rev>\d+)"}.get(name, f"(?P<{name}>[^.]+)")
         pos = m.end()
     return re.compile(out + re.escape(template[pos:]) + "$")
 
 
-def _fill(template: str, groups: Mapping[str, str]) -> str:
+def _fill(template: str, groups: Mapping[str, str], to_ours: bool) -> str:
     values = dict(groups)
     if "rev" in values:
         values["rev"] = str(NUM_FUSION - 1 - int(values["rev"]))
+    if "one" in values:
+        values["one"] = str(int(values["one"]) + (-1 if to_ours else 1))
     return template.format(**values)
 
 
@@ -76,7 +79,7 @@ class KeyTable:
         for pattern, rule in self._fwd:
             m = pattern.match(key)
             if m:
-                return _fill(rule.ours, m.groupdict()), rule.slot
+                return _fill(rule.ours, m.groupdict(), to_ours=True), rule.slot
         return None
 
     def to_ours(
@@ -122,11 +125,11 @@ class KeyTable:
                 if not m:
                     continue
                 matched = True
-                foreign = _fill(rule.foreign, m.groupdict())
+                foreign = _fill(rule.foreign, m.groupdict(), to_ours=False)
                 if rule.slot is None:
                     out[foreign] = tensor
                     break
-                out[foreign] = tensor.chunk(NUM_SLOTS, dim=0)[rule.slot].contiguous()
+                out[foreign] = tensor.chunk(NUM_SLOTS, dim=0)[rule.slot]  # a view: no copy
             if not matched:
                 unmapped.append(key)
         if unmapped:

@@ -1,0 +1,47 @@
+"""`dpt convert SRC.pt -o DIR`: an original isl-org checkpoint to a transformers-layout folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+VARIANT_HELP = (
+    "Preset: auto (from the file name and its keys), relative (MiDaS relative depth, 384), "
+    "kitti (metres, 1216x352, scale 0.00006016 shift 0.00579), nyu (metres, 640x480, "
+    "scale 0.000305 shift 0.1378), ade20k (segmentation, 480)."
+)
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def convert(
+    src: Path = typer.Argument(..., help="Original checkpoint, e.g. dpt_large-midas-2f21e586.pt (renamed files work)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to create (config.json, model.safetensors, ...)."),
+    variant: str = typer.Option("auto", "--variant", help=VARIANT_HELP),
+    dtype: str = typer.Option("float32", "--dtype", help="Weights dtype: float32, float16 or bfloat16."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Convert even if the SHA-256 does not match the release hash in the name."),
+    force: bool = typer.Option(False, "--force", help="Replace OUTPUT if it exists and is not empty."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+) -> None:
+    """Convert an original isl-org DPT checkpoint into a folder that dpt and transformers both load.
+
+    The architecture is detected from the file's keys and shapes. Files whose name carries a
+    release hash (-2f21e586.pt) are checked against it. OUTPUT appears complete or not at all.
+    """
+    if dtype not in DTYPES:
+        raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+    import torch
+
+    from ..weights.convert import convert as run
+    from .progress import byte_progress
+
+    with byte_progress(enabled=not quiet) as progress:
+        report = run(src, output, variant, getattr(torch, dtype), verify=not no_verify, force=force, progress=progress)
+    if quiet:
+        return
+    c = report.config
+    typer.echo(f"sha256     {report.sha256}{'  (matches the release hash)' if report.verified_hash else ''}")
+    typer.echo(f"model      {'hybrid' if c.is_hybrid else 'vit'} {c.task}, variant {report.variant}, {dtype}")
+    if report.skipped:
+        typer.echo(f"skipped    {len(report.skipped)} unused key(s): {', '.join(report.skipped)}")
+    typer.echo(f"wrote      {output}")
