@@ -8,7 +8,7 @@ import typer
 
 from .. import __version__
 from ..errors import DPTError
-from . import convert, info
+from . import convert, depth, info, segment
 
 app = typer.Typer(
     name="dpt",
@@ -37,8 +37,10 @@ def _root(
     """
 
 
-app.command("info")(info.info)
+app.command("depth")(depth.depth)
+app.command("segment")(segment.segment)
 app.command("convert")(convert.convert)
+app.command("info")(info.info)
 
 
 def main() -> None:

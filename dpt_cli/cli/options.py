@@ -1,0 +1,52 @@
+"""Options shared by `dpt depth` and `dpt segment`, and their parsing (no torch imported here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Inputs = Annotated[list[str], typer.Argument(help="Image files, directories, glob patterns, or - to read one path per line from stdin.", show_default=False)]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Output file (one input; format from its extension) or directory (mirrors the input tree).", show_default=False)]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")]
+Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+Dtype = Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 or float16 on GPUs), float32, float16, bfloat16.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass (images are grouped by network size).")]
+Size = Annotated[Optional[str], typer.Option("--size", help="Network size to aim at: N or HxW (default: the model's, e.g. 384).", show_default=False)]
+NoKeepAspect = Annotated[bool, typer.Option("--no-keep-aspect", help="Squash to the network size instead of keeping the aspect ratio.")]
+SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs all exist (resume an interrupted run).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or summary; errors only.")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Threads decoding and preprocessing images.")]
+
+
+def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise typer.BadParameter(f"{text!r}: use N or HxW with positive integers, e.g. 384 or 352x1216", param_hint="--size")
+    return (values[0], values[-1])
+
+
+def parse_range(text: Optional[str]) -> Optional[tuple[float, float]]:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use MIN:MAX, e.g. 0:10", param_hint="--range") from None
+    if not hi > lo:
+        raise typer.BadParameter(f"{text!r}: MAX must be greater than MIN", param_hint="--range")
+    return lo, hi
+
+
+def choose(value: str, allowed: tuple[str, ...], hint: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=hint)
+    return value

@@ -1,0 +1,39 @@
+"""`dpt segment`: photos to ADE20K label maps (palette PNGs of class ids) and overlays."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import options as o
+from .run import execute
+
+
+def segment(
+    inputs: o.Inputs,
+    output: o.Output,
+    model: Annotated[Optional[str], typer.Option("-m", "--model", help="Folder, hub id, or alias: large-ade (default).", show_default=False)] = None,
+    overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo blended with the class colours (NAME.overlay.png).")] = False,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the class colours in the overlay.")] = 0.5,
+    recursive: o.Recursive = False,
+    device: o.Device = "auto",
+    dtype: o.Dtype = "auto",
+    batch_size: o.BatchSize = 1,
+    size: o.Size = None,
+    no_keep_aspect: o.NoKeepAspect = False,
+    skip_existing: o.SkipExisting = False,
+    overwrite: o.Overwrite = False,
+    workers: o.Workers = 4,
+    quiet: o.Quiet = False,
+) -> None:
+    """Segment images into the model's classes (ADE20K: 150).
+
+    Each label map is a palette PNG whose pixel values are the class ids (0-based, as in the model's id2label) and whose palette holds the ADE20K colours: one file that is both the raw labels and a viewable picture. The dpt-run.json manifest lists the classes present in each image with their pixel fractions. Exit status: 0 all done, 1 some inputs failed, 2 usage error. 
+    """
+    execute(
+        "segmentation", inputs, output, model,
+        recursive=recursive, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
+        formats=[], bits=16, side_by_side=False, overlay=overlay, quiet=quiet,
+        options_kwargs=dict(alpha=alpha, batch_size=batch_size, workers=workers, skip_existing=skip_existing, overwrite=overwrite),
+    )

@@ -1,0 +1,52 @@
+"""--device and --dtype: what the user asked for, or the best this machine has."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UsageError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(spec: str) -> torch.device:
+    """auto: cuda, then mps, then cpu. A requested device that is not there is a usage error."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {spec!r} is not available: torch sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {spec!r} is not available: there are {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps":
+        if not _mps_available():
+            raise UsageError(f"device {spec!r} is not available on this machine")
+    elif device.type != "cpu":
+        raise UsageError(f"unsupported device {spec!r} (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """auto: float32 on CPU; bfloat16 on GPUs that support it, else float16."""
+    if spec != "auto":
+        if spec not in DTYPES:
+            raise UsageError(f"unknown dtype {spec!r} (use auto, float32, float16 or bfloat16)")
+        return DTYPES[spec]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

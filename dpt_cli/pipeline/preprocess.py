@@ -1,0 +1,101 @@
+"""Faithful preprocessing: the original isl-org scripts' resize and normalisation.
+
+Keep the aspect ratio and scale as little as possible toward the network size ("minimal"), round
+each side to a multiple of 32 with round-half-to-even (`np.round`), resize with bicubic a = -0.75
+and no antialiasing (OpenCV's INTER_CUBIC, see `resample`) on float 0..1 pixels, then
+(x - mean) / std.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import SEGMENTATION
+from ..errors import DPTError
+from .resample import resize
+
+MULTIPLE = 32
+BICUBIC, BILINEAR = 3, 2  # PIL resample codes, as preprocessor_config.json stores them
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a network input."""
+
+    size: tuple[int, int]  # network (height, width) the scaling aims at
+    keep_aspect: bool = True
+    multiple: int = MULTIPLE
+    resample: int = BICUBIC
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of a photo -> (h, w) of its network input; both multiples of `multiple`."""
+        net_h, net_w = self.size
+        scale_h, scale_w = net_h / height, net_w / width
+        if self.keep_aspect:
+            # "minimal": the scale closer to 1 wins for both sides
+            if abs(1 - scale_w) < abs(1 - scale_h):
+                scale_h = scale_w
+            else:
+                scale_w = scale_h
+        return self._round(scale_h * height), self._round(scale_w * width)
+
+    def _round(self, x: float) -> int:
+        # np.round is round-half-to-even, as in the original; never below one multiple (the
+        # original could produce 0 for extreme aspect ratios and crash)
+        return max(self.multiple, int(np.round(x / self.multiple)) * self.multiple)
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) float 0..1 -> normalised (3, h, w) float32 network input."""
+        h, w = self.network_size(*rgb.shape[:2])
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        if (h, w) != tuple(x.shape[-2:]):
+            x = resize(x, (h, w), cubic=self.resample == BICUBIC)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+
+def original(task: str) -> Preprocess:
+    """The isl-org scripts' settings: 384 for relative depth, 480 for ADE20K segmentation."""
+    n = 480 if task == SEGMENTATION else 384
+    return Preprocess(size=(n, n))
+
+
+def from_folder(folder: Path, task: str) -> Preprocess:
+    """A model folder's preprocessor_config.json (transformers' DPTImageProcessor fields)."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return original(task)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        size = cfg.get("size", 384)
+        if isinstance(size, dict):
+            size = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+        elif isinstance(size, int):
+            size = (size, size)
+        return Preprocess(
+            size=(int(size[0]), int(size[1])),
+            keep_aspect=bool(cfg.get("keep_aspect_ratio", False)),
+            multiple=MULTIPLE,  # the network needs multiples of 32 whatever the file says
+            resample=BICUBIC if cfg.get("resample", BICUBIC) == BICUBIC else BILINEAR,
+            mean=tuple(cfg.get("image_mean", (0.5,) * 3)) if cfg.get("do_normalize", True) else (0.0,) * 3,
+            std=tuple(cfg.get("image_std", (0.5,) * 3)) if cfg.get("do_normalize", True) else (1.0,) * 3,
+        )
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DPTError(f"{path}: unusable preprocessor config ({exc})") from None
+
+
+def with_options(p: Preprocess, size: tuple[int, int] | None, keep_aspect: bool | None) -> Preprocess:
+    """Apply --size and --no-keep-aspect."""
+    if size is not None:
+        p = replace(p, size=size)
+    if keep_aspect is not None:
+        p = replace(p, keep_aspect=keep_aspect)
+    return p
