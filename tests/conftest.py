@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest
 import torch
 
-from reference import VARIANTS, make_reference
+from reference import ADE, VARIANTS, make_reference
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,8 @@ def saved_models(tmp_path_factory):
 
     def get(name: str):
         if name not in cache:
-            model = make_reference(VARIANTS[name], seed=len(cache))
+            spec = VARIANTS.get(name) or _extra_variants()[name]
+            model = make_reference(spec, seed=len(cache))
             folder = tmp_path_factory.mktemp(name)
             model.save_pretrained(folder)
             cache[name] = (folder, model)
@@ -35,3 +36,9 @@ def saved_models(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+def _extra_variants() -> dict:
+    from dpt_cli import ade20k
+
+    return {"ade": dict(ADE, id2label=ade20k.id2label())}

@@ -60,6 +60,8 @@ VARIANTS = {
     "seg": dict(TINY_VIT, **SEG),
     "hybrid_seg": dict(HYBRID, **SEG),
 }
+# Built on demand only (not part of every parity sweep): an ADE20K-labelled segmentation model.
+ADE = dict(TINY_VIT, use_batch_norm_in_fusion_residual=True, task="segmentation")
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -50,3 +50,6 @@ def main() -> None:
     except DPTError as exc:
         print(f"dpt: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("dpt: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -74,12 +75,20 @@ def execute(
     reporter.header(f"model {spec} ({info.units}), device {info.device}, dtype {info.dtype}")
     runner = Runner(model, prep, target, precision, info, Options(**options_kwargs))
     torch.set_grad_enabled(False)
-    with reporter:
-        summary = runner.run(items, plan, problems, reporter.file_done)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run as cleanly as Ctrl-C
+    try:
+        with reporter:
+            summary = runner.run(items, plan, problems, reporter.file_done)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     reporter.summary(summary)
     if summary.interrupted:
         raise typer.Exit(130)
     raise typer.Exit(1 if summary.count(FAILED) else 0)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _units(config) -> str:
