@@ -45,11 +45,17 @@ def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
+    # read per call, so that a changed environment (tests, long-lived callers) is honoured
+    cache = os.environ.get("HF_HUB_CACHE") or None
+
+    def download(name: str) -> str:
+        return hf_hub_download(repo_id, name, cache_dir=cache)
+
     try:
-        config = Path(hf_hub_download(repo_id, CONFIG))
+        config = Path(download(CONFIG))
         for name in HUB_FILES:
             try:
-                hf_hub_download(repo_id, name)
+                download(name)
                 break
             except EntryNotFoundError:
                 continue
@@ -57,7 +63,7 @@ def _from_hub(repo_id: str) -> Path:
             raise ModelNotFound(f"{repo_id}: the hub repository has no {' or '.join(HUB_FILES)}")
         for name in OPTIONAL_FILES:
             try:
-                hf_hub_download(repo_id, name)
+                download(name)
             except Exception:  # optional: a folder without it uses the defaults
                 pass
     except RepositoryNotFoundError:
