@@ -19,19 +19,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Downloads Intel/dpt-large (1.3 GB) into the Hugging Face cache on first use. Where the hub is
+# unreachable, dpt says so and how to pass a local folder instead: DEMO_MODEL=path/to/folder.
+DEMO_MODEL ?= large
+
 demo: install
 	$(BIN)/dpt --version
-	@if $(BIN)/dpt depth --help >/dev/null 2>&1; then \
-		$(BIN)/dpt depth samples -o out/demo; \
-	else \
-		echo "dpt depth is not there yet: it arrives with the pipeline issue."; \
-	fi
+	$(BIN)/dpt depth samples -o out/demo --model $(DEMO_MODEL) --format png16 --format side-by-side --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/bench_forward.py
+	$(BIN)/python bench/bench_convert.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -44,6 +44,9 @@ def resolve(spec: str) -> Path:
 def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # our one-line error says it all; no connection noise
 
     # read per call, so that a changed environment (tests, long-lived callers) is honoured
     cache = os.environ.get("HF_HUB_CACHE") or None
