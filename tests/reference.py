@@ -120,3 +120,18 @@ def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
     """max |ours - theirs| / max |theirs|: the tolerance every parity test states."""
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     return ((ours - theirs).abs().max() / theirs.abs().max()).item()
+
+
+NYU = {"depth_scale": 0.000305, "depth_shift": 0.1378, "invert_depth": True}
+
+
+def metric_copy(folder, target, settings: dict = NYU):
+    """A copy of a model folder whose config.json carries metric-depth settings (NYU's by default)."""
+    import json
+    import shutil
+
+    shutil.copytree(folder, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update(settings)
+    (target / "config.json").write_text(json.dumps(config))
+    return target

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cli import run_cli
+from reference import metric_copy
 from test_cli_depth import photo
 from test_preprocess import original_size
 
@@ -59,11 +60,7 @@ def test_other_folders_follow_their_preprocessor_config(saved_models, tmp_path):
 
 def test_metric_model_reports_metres(saved_models, tmp_path):
     folder, _ = saved_models("hybrid")
-    metric = tmp_path / "metric"
-    shutil.copytree(folder, metric)
-    config = json.loads((metric / "config.json").read_text())
-    config.update(depth_scale=0.000305, depth_shift=0.1378, invert_depth=True)
-    (metric / "config.json").write_text(json.dumps(config))
+    metric = metric_copy(folder, tmp_path / "metric")
     result = run_cli("depth", photo(tmp_path / "i.png"), "-o", tmp_path / "d.npy", "-m", metric)
     assert result.code == 0, result.err
     assert _manifest(tmp_path)["units"] == "metres"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dpt_cli.weights import load_model
-from reference import VARIANTS, reference_any_size, reference_output, rel_err
+from reference import VARIANTS, metric_copy, reference_any_size, reference_output, rel_err
 
 TOL = 1e-4
 
@@ -43,14 +43,7 @@ def test_reference_any_size_agrees_with_transformers_forward(saved_models):
 
 def test_metric_conversion(saved_models, tmp_path):
     folder, ref = saved_models("hybrid")
-    import json
-    import shutil
-
-    metric = tmp_path / "metric"
-    shutil.copytree(folder, metric)
-    cfg = json.loads((metric / "config.json").read_text())
-    cfg.update(depth_scale=0.000305, depth_shift=0.1378, invert_depth=True)
-    (metric / "config.json").write_text(json.dumps(cfg))
+    metric = metric_copy(folder, tmp_path / "metric")
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         got = load_model(metric)(x)
