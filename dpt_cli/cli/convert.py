@@ -25,8 +25,7 @@ def convert(
 ) -> None:
     """Convert an original isl-org DPT checkpoint into a folder that dpt and transformers both load.
 
-    The architecture is detected from the file's keys and shapes. Files whose name carries a
-    release hash (-2f21e586.pt) are checked against it. OUTPUT appears complete or not at all.
+    The architecture is detected from the file's keys and shapes. Files whose name carries a release hash (-2f21e586.pt) are checked against it. OUTPUT appears complete or not at all. Exit status: 0 done, 1 the file cannot be converted, 2 usage error.
     """
     if dtype not in DTYPES:
         raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")

@@ -216,7 +216,10 @@ def _write_atomically(dst: Path, force: bool, write: Callable[[Path], None]) -> 
         tmp.rename(dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)  # --force over a plain file
 
 
 def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> str:
