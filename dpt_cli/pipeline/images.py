@@ -23,14 +23,16 @@ class ImageError(DPTError):
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+# Pillow warns between MAX_IMAGE_PIXELS and twice that; `decode` checks the limit itself and makes
+# it an error. (warnings.catch_warnings cannot do this per call: it is not thread-safe.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 
 def is_image(path: Path) -> bool:
     """Whether Pillow recognises the file's content as an image (reads only the header)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path):
-                return True
+        with Image.open(path):
+            return True
     except Exception:
         return False
 
@@ -40,13 +42,14 @@ def decode(path: Path) -> np.ndarray:
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_rgb_float(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        with Image.open(path) as im:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and im.width * im.height > limit:
+                raise Image.DecompressionBombError(f"{im.width * im.height} pixels")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return to_rgb_float(im)
+    except Image.DecompressionBombError:
         raise ImageError(f"{path}: over Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels): refused as a possible decompression bomb") from None
     except UnidentifiedImageError:
         size = path.stat().st_size if path.exists() else 0
