@@ -68,7 +68,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random weights everywhere, BatchNorm statistics included (zero-initialised tensors hide bugs)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             scale = 0.5 if p.ndim <= 1 else (1.0 / max(1, p[0].numel())) ** 0.5
             p.copy_(torch.randn(p.shape, generator=g) * scale)
         for name, b in model.named_buffers():

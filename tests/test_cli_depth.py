@@ -229,6 +229,7 @@ def test_range_fixes_normalisation(depth_model, tmp_path):
         (("{img}", "-o", "{out}", "--device", "tpu"), "unknown device"),
         (("{img}", "{img2}", "-o", "{tmp}/one.png"), "names one file but there are 2 inputs"),
         (("{img}", "-o", "{img}"), "is one of the inputs"),
+        (("{img}", "-o", "{img2}.d"), "is not a directory"),
         (("{img}", "-o", "{out}", "--format", "gif"), "is not one of"),
         (("{img}", "-o", "{out}", "--range", "5:1"), "MAX must be greater"),
         (("{img}", "-o", "{out}", "--size", "abc"), "use N or HxW"),
@@ -237,6 +238,7 @@ def test_range_fixes_normalisation(depth_model, tmp_path):
 def test_usage_errors_exit_2(depth_model, tmp_path, args, message):
     folder, _ = depth_model
     (tmp_path / "empty").mkdir()
+    (tmp_path / "j.png.d").write_text("a file where a directory is expected")
     names = {"empty": tmp_path / "empty", "out": tmp_path / "out", "img": photo(tmp_path / "i.png"),
              "img2": photo(tmp_path / "j.png"), "tmp": tmp_path}
     result = run_cli("depth", *[a.format(**names) for a in args], "-m", folder)

@@ -66,6 +66,8 @@ def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bi
         planned = [outputs]
         manifest = output.parent / MANIFEST
     else:
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"-o {output}: exists and is not a directory (for one output file, use an extension such as .png)")
         planned = _mirror(items, output, _dir_formats(task, formats, bits, side_by_side, overlay), task)
         manifest = output / MANIFEST
     _refuse_input_overwrite(items, planned, manifest)

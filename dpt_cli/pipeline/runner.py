@@ -94,7 +94,10 @@ class Runner:
                     r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
             summary.seconds = time.perf_counter() - start
             if items or problems:
-                write_manifest(plan.manifest, self.info, records, summary.interrupted)
+                try:
+                    write_manifest(plan.manifest, self.info, records, summary.interrupted)
+                except OSError as exc:
+                    raise DPTError(f"{plan.manifest}: cannot write the run manifest ({exc.strerror or exc})") from None
         return summary
 
     def _should_process(self, i: int, plan: Plan, record: FileRecord, report: Report) -> bool:

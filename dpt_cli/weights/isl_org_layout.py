@@ -11,7 +11,7 @@ from typing import Mapping
 
 import torch
 
-from ..config import DEPTH, SEGMENTATION, BitConfig, DPTConfig
+from ..config import DEPTH, DPTConfig
 from ..errors import DPTError
 from .keymap import KeyTable, Rule
 
