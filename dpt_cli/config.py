@@ -121,9 +121,6 @@ class DPTConfig:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
     def replace(self, **changes: Any) -> "DPTConfig":
         return replace(self, **changes)
 

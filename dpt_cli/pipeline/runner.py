@@ -24,7 +24,7 @@ from ..model import DPT
 from . import writers
 from .images import decode, to_uint8
 from .inputs import InputItem, InputProblem
-from .manifest import FAILED, INTERRUPTED, OK, SKIPPED, FileRecord, RunInfo, write_manifest
+from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
 from .outputs import Plan
 from .postprocess import depth_to_size, labels_to_size
 from .preprocess import Preprocess
@@ -90,7 +90,7 @@ class Runner:
             summary.interrupted = True
         finally:
             for r in records:
-                if r.status == "pending":
+                if r.status == PENDING:
                     r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
             summary.seconds = time.perf_counter() - start
             if items or problems:
