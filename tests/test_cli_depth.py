@@ -281,3 +281,16 @@ def test_quiet_and_plain_progress(depth_model, tmp_path):
     assert "model " in loud.err and "[1/1]" in loud.err and "done 1, skipped 0, failed 0" in loud.err
     quiet = run_cli("depth", src, "-o", tmp_path / "b.png", "-m", folder, "-q")
     assert quiet.code == 0 and quiet.err == ""
+
+
+def test_skip_existing_finishes_an_input_whose_outputs_are_partly_written(depth_model, tmp_path):
+    folder, _ = depth_model
+    photo(tmp_path / "in" / "a.png")
+    args = ("depth", tmp_path / "in", "-o", tmp_path / "out", "-m", folder, "-f", "npy", "-f", "png16")
+    assert run_cli(*args).code == 0
+    kept = (tmp_path / "out" / "a.npy").stat().st_mtime_ns
+    (tmp_path / "out" / "a.png").unlink()  # as if killed between the two outputs
+    result = run_cli(*args, "--skip-existing")
+    assert result.code == 0, result.err
+    assert (tmp_path / "out" / "a.png").exists()
+    assert (tmp_path / "out" / "a.npy").stat().st_mtime_ns == kept  # existing outputs are left alone

@@ -82,8 +82,9 @@ class Runner:
             report(records[-1])
         base = len(records)
         records += [FileRecord(input=str(item.path), outputs=[str(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
-        todo = [i for i in range(len(items)) if self._should_process(i, plan, records[base + i], report)]
-        self._items, self._plan, self._records, self._report = items, plan, records[base:], report
+        self._targets = [self._targets_of(outs, records[base + i], report) for i, outs in enumerate(plan.outputs)]
+        todo = [i for i, targets in enumerate(self._targets) if targets]
+        self._items, self._records, self._report = items, records[base:], report
         try:
             self._process(todo)
         except KeyboardInterrupt:
@@ -100,25 +101,28 @@ class Runner:
                     raise DPTError(f"{plan.manifest}: cannot write the run manifest ({exc.strerror or exc})") from None
         return summary
 
-    def _should_process(self, i: int, plan: Plan, record: FileRecord, report: Report) -> bool:
-        outs = list(plan.outputs[i].values())
-        existing = [p for p in outs if p.exists()]
-        if self.options.skip_existing and len(existing) == len(outs):
+    def _targets_of(self, outs: dict[str, Path], record: FileRecord, report: Report) -> dict[str, Path]:
+        """The outputs to write for one input: none when it is skipped or refused."""
+        missing = {f: p for f, p in outs.items() if not p.exists()}
+        if len(missing) == len(outs) or self.options.overwrite:
+            return dict(outs)
+        if self.options.skip_existing:
+            if missing:  # a run interrupted between two outputs of this input: finish it
+                return missing
             record.status = SKIPPED
-        elif existing and not self.options.overwrite:
-            record.status = FAILED
-            record.error = f"{existing[0]}: output exists (use --overwrite to replace it, or --skip-existing)"
         else:
-            return True
+            existing = next(p for p in outs.values() if p.exists())
+            record.status = FAILED
+            record.error = f"{existing}: output exists (use --overwrite to replace it, or --skip-existing)"
         report(record)
-        return False
+        return {}
 
     # --- the engine --------------------------------------------------------------------------
 
     def _process(self, todo: list[int]) -> None:
         opts = self.options
         window = max(2, opts.workers) * 2 + opts.batch_size
-        needs_photo = any(f in ("side-by-side", "overlay") for outs in self._plan.outputs for f in outs)
+        needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
         with ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read") as readers, ThreadPoolExecutor(2, thread_name_prefix="dpt-write") as writers_pool:
             reading: deque[tuple[int, Future]] = deque()
             writing: deque[tuple[int, Future]] = deque()
@@ -209,7 +213,7 @@ class Runner:
     # --- encoding (worker threads) -----------------------------------------------------------
 
     def _write(self, i: int, result: np.ndarray, photo: np.ndarray | None) -> None:
-        outs = self._plan.outputs[i]
+        outs = self._targets[i]
         if self.task == SEGMENTATION:
             self._write_segmentation(i, result, photo, outs)
         else:
