@@ -8,6 +8,8 @@ process output rows in tiles (segmentation logits at full photo size would not f
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -21,8 +23,12 @@ def _cubic(t: np.ndarray) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
+@lru_cache(maxsize=64)
 def taps(n_in: int, n_out: int, cubic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights (n_out, k) for half-pixel-centred resampling; borders replicate."""
+    """Source indices and weights (n_out, k) for half-pixel-centred resampling; borders replicate.
+
+    Cached (photos of a folder share sizes; segmentation tiles share them all): read-only arrays.
+    """
     f = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     if cubic:
         s = np.floor(f)
@@ -36,13 +42,14 @@ def taps(n_in: int, n_out: int, cubic: bool = True) -> tuple[np.ndarray, np.ndar
         offsets = np.arange(0, 2)
         weights = np.stack([1 - t, t], axis=1)
     idx = np.clip(s[:, None].astype(np.int64) + offsets[None, :], 0, n_in - 1)
+    idx.flags.writeable = weights.flags.writeable = False
     return idx, weights
 
 
 def _apply(x: torch.Tensor, dim: int, idx: np.ndarray, weights: np.ndarray) -> torch.Tensor:
     n_out, k = idx.shape
-    i = torch.from_numpy(idx.reshape(-1)).to(x.device)
-    w = torch.from_numpy(weights).to(device=x.device, dtype=x.dtype)
+    i = torch.tensor(idx.reshape(-1), device=x.device)  # copies: the cached arrays stay read-only
+    w = torch.tensor(weights, device=x.device, dtype=x.dtype)
     gathered = x.index_select(dim, i)
     shape = list(gathered.shape)
     shape[dim : dim + 1] = [n_out, k]

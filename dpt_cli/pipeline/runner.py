@@ -21,7 +21,7 @@ import torch
 from ..config import SEGMENTATION
 from ..errors import DPTError
 from ..model import DPT
-from . import writers
+from . import colormaps, writers
 from .images import decode, to_uint8
 from .inputs import InputItem, InputProblem
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
@@ -142,10 +142,10 @@ class Runner:
                     except DPTError as exc:
                         self._fail(i, exc)
                         continue
-                    bucket = buckets.setdefault(tuple(prepared.tensor.shape[-2:]), [])
-                    bucket.append(prepared)
-                    if len(bucket) >= opts.batch_size:
-                        self._infer(buckets.pop(tuple(prepared.tensor.shape[-2:])), writers_pool, writing)
+                    key = tuple(prepared.tensor.shape[-2:])
+                    buckets.setdefault(key, []).append(prepared)
+                    if len(buckets[key]) >= opts.batch_size:
+                        self._infer(buckets.pop(key), writers_pool, writing)
                     elif sum(map(len, buckets.values())) >= 2 * opts.batch_size:
                         largest = max(buckets, key=lambda k: len(buckets[k]))
                         self._infer(buckets.pop(largest), writers_pool, writing)
@@ -156,12 +156,8 @@ class Runner:
             except BaseException:
                 for _, f in reading:
                     f.cancel()
-                for _, f in writing:  # in-flight writes complete (atomically) before we stop
-                    try:
-                        f.result()
-                    except Exception:
-                        pass
-                self._collect(writing, limit=0, wait=False)
+                # in-flight writes complete (atomically) and are recorded before we stop
+                self._collect(writing, limit=0)
                 raise
 
     def _prepare(self, i: int, needs_photo: bool) -> _Prepared:
@@ -188,12 +184,10 @@ class Runner:
             record.input_size, record.network_size = list(p.size), list(batch[0].tensor.shape[-2:])
             writing.append((p.index, pool.submit(self._write, p.index, result, p.photo)))
 
-    def _collect(self, writing: deque, limit: int, wait: bool = True) -> None:
+    def _collect(self, writing: deque, limit: int) -> None:
+        """Record finished writes; block on the oldest while more than `limit` are pending."""
         while writing and (len(writing) > limit or writing[0][1].done()):
-            i, future = writing[0]
-            if not future.done() and not wait:
-                return
-            writing.popleft()
+            i, future = writing.popleft()
             try:
                 future.result()
             except DPTError as exc:
@@ -201,6 +195,9 @@ class Runner:
                 continue
             except OSError as exc:
                 self._fail(i, DPTError(f"{exc.filename or self._items[i].path}: cannot write ({exc.strerror or exc})"))
+                continue
+            except Exception as exc:  # an encoder's surprise fails this file, not the run
+                self._fail(i, DPTError(f"{self._items[i].path}: cannot write outputs ({type(exc).__name__}: {exc})"))
                 continue
             self._records[i].status = OK
             self._report(self._records[i])
@@ -237,7 +234,7 @@ class Runner:
                 writers.write_tiff(depth, path)
             else:
                 if picture is None:
-                    picture = writers.colourise(1.0 - unit if self.metric else unit, self.options.colormap)
+                    picture = colormaps.apply(1.0 - unit if self.metric else unit, self.options.colormap)
                 writers.write_picture(writers.side_by_side(photo, picture) if fmt == "side-by-side" else picture, path)
 
     def _write_segmentation(self, i: int, labels: np.ndarray, photo: np.ndarray | None, outs: dict[str, Path]) -> None:

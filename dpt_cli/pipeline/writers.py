@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 from .. import ade20k
-from . import colormaps
 from .atomic import atomic_open
 
 PICTURE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".png": "PNG"}
@@ -57,10 +56,6 @@ def write_pfm(depth: np.ndarray, path: Path) -> None:
 
 def write_tiff(depth: np.ndarray, path: Path) -> None:
     _save(Image.fromarray(depth.astype(np.float32)), path, "TIFF")  # mode F
-
-
-def colourise(unit: np.ndarray, colormap: str) -> np.ndarray:
-    return colormaps.apply(unit, colormap)
 
 
 def write_picture(rgb: np.ndarray, path: Path) -> None:
