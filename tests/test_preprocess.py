@@ -88,6 +88,11 @@ def test_labels_tiled_equal_untiled(monkeypatch):
     want = F.interpolate(logits.double()[None], size=(97, 71), mode="bicubic", align_corners=False)[0].argmax(0).numpy()
     import dpt_cli.pipeline.postprocess as post
 
-    monkeypatch.setattr(post, "TILE_BYTES", 7 * 71 * 4 * 5)  # five rows a tile
+    from dpt_cli.pipeline.resample import tile_bytes
+
+    five_rows = tile_bytes(7, (40, 30), (97, 71), 5, 71, finish_bytes=post.ARGMAX_BYTES + 2)
+    monkeypatch.setattr(post, "TILE_BYTES", five_rows)
+    monkeypatch.setattr(post, "TILE_TARGET", None)
+    assert post.tile_plan(logits, (97, 71), post.ARGMAX_BYTES + 2) == (5, 71)
     got = labels_to_size(logits, (97, 71))
     assert got.dtype == np.uint8 and (got == want).mean() >= 0.999
