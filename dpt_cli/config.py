@@ -1,13 +1,13 @@
 """Model configuration: frozen dataclasses read from and written to a transformers `config.json`.
 
 Only the fields that change what inference computes are typed here. Every other key of the
-source file is kept verbatim in `extra` so that a load/save round trip loses nothing.
+source file is kept verbatim in `extra` so that a load/save round trip loses nothing. Reading and
+validating (types, sane bounds, consistency) is in `dpt_cli.config_parse`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +18,34 @@ DEPTH = "depth"
 SEGMENTATION = "segmentation"
 ARCHITECTURES = {DEPTH: "DPTForDepthEstimation", SEGMENTATION: "DPTForSemanticSegmentation"}
 SUPPORTED_ACTIVATIONS = ("gelu", "relu")
+
+# Upper bounds on every number that sizes an allocation or a loop when the model is built. They
+# sit far above every real model (DPT-Large: hidden 1024, 24 layers, 16 heads, MLP 4096; the
+# biggest backbones DPT is used with, BEiT/Swin/DINOv2-giant: hidden 1536, 40 layers, MLP ~6144;
+# BiT-R50: stage depths 3-4-9, widths up to 2048) so that no real checkpoint comes near them.
+# What they stop is a typo or a hostile file (`num_hidden_layers: 1000000` building for minutes,
+# `hidden_size: 1e9` overflowing) before the model's constructor runs. List fields bound each entry.
+CONFIG_LIMITS: dict[str, int] = {
+    "hidden_size": 8192,
+    "num_hidden_layers": 256,
+    "num_attention_heads": 256,
+    "intermediate_size": 32768,
+    "patch_size": 256,
+    "num_channels": 64,
+    "fusion_hidden_size": 8192,
+    "neck_hidden_sizes": 8192,
+    "reassemble_factors": 32,  # up-sample at most x32, down-sample at most /32
+    "image_size": 16384,  # each side
+    "backbone_featmap_shape": 16384,
+    "backbone_out_indices": 255,  # a block index: below the num_hidden_layers limit
+    "backbone_config.depths": 64,  # blocks per stage (ResNet-152's deepest stage has 36)
+    "backbone_config.hidden_sizes": 16384,
+    "backbone_config.embedding_size": 4096,
+    "backbone_config.num_groups": 4096,
+    "id2label": 65536,  # classes: ids are pixel values of the 16-bit label PNG `dpt segment` writes
+}
+MAX_CONFIG_BYTES = 16 * 2**20  # ADE20K's 150-class config is ~10 kB; 65536 labels take ~2 MB
+MAX_NESTING = 32  # real configs nest 3 levels (config > backbone_config > id2label)
 
 
 class ConfigError(DPTError, ValueError):
@@ -100,22 +128,19 @@ class DPTConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "DPTConfig":
-        return _parse_dpt(raw)
+        """Parse and validate (types, bounds, consistency); ConfigError names the offending field."""
+        from .config_parse import parse_dpt  # the parsing half; it imports these classes
+
+        return parse_dpt(raw)
 
     def to_dict(self) -> dict[str, Any]:
         return _dump_dpt(self)
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "DPTConfig":
+        """Read and validate a config.json; every ConfigError starts with the file's path."""
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
+        raw = _read_json_object(path)
         try:
             return cls.from_dict(raw)
         except ConfigError as exc:
@@ -125,192 +150,33 @@ class DPTConfig:
         return replace(self, **changes)
 
 
-# --- parsing ---------------------------------------------------------------------------------
-
-_REQUIRED = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "backbone_out_indices",
-    "neck_hidden_sizes",
-    "reassemble_factors",
-)
+# --- reading -------------------------------------------------------------------------------
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
-
-
-def _get(raw: Mapping[str, Any], name: str, default: Any, check, expected: str, prefix: str = "") -> Any:
-    value = raw.get(name, default)
-    if value is None and default is None:
-        return None
-    if not check(value):
-        raise ConfigError(f"field '{prefix}{name}' must be {expected}, got {value!r}")
-    return value
-
-
-def _int_list(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and all(_is_int(x) for x in v)
-
-
-def _positive_int(v: Any) -> bool:
-    return _is_int(v) and v > 0
-
-
-def _parse_bit(raw: Any) -> BitConfig:
-    p = "backbone_config."
-    if not isinstance(raw, Mapping):
-        raise ConfigError("field 'backbone_config' must be an object describing a BiT ResNet")
-    if raw.get("model_type", "bit") != "bit":
-        raise ConfigError(f"field 'backbone_config.model_type' is {raw['model_type']!r}: only 'bit' hybrids are supported")
-    layer_type = _get(raw, "layer_type", "preactivation", lambda v: isinstance(v, str), "a string", p)
-    if layer_type != "bottleneck":
-        raise ConfigError(f"field 'backbone_config.layer_type' is {layer_type!r}: only 'bottleneck' is supported")
-    padding = _get(raw, "global_padding", None, lambda v: isinstance(v, str), "a string", p)
-    if padding is None or padding.upper() != "SAME":
-        raise ConfigError(f"field 'backbone_config.global_padding' is {padding!r}: only 'SAME' is supported")
-    depths = tuple(_get(raw, "depths", None, _int_list, "a list of integers", p) or ())
-    if len(depths) != 3:
-        raise ConfigError(f"field 'backbone_config.depths' must list 3 stages, got {list(depths)}")
-    hidden_sizes = tuple(_get(raw, "hidden_sizes", [256, 512, 1024, 2048], _int_list, "a list of integers", p))
-    if len(hidden_sizes) < len(depths):
-        raise ConfigError("field 'backbone_config.hidden_sizes' must have an entry per stage")
-    out_features = tuple(raw.get("out_features") or ("stage1", "stage2", "stage3"))
-    if out_features != ("stage1", "stage2", "stage3"):
-        raise ConfigError(f"field 'backbone_config.out_features' must be stage1..stage3, got {list(out_features)}")
-    for name, expect in (("width_factor", 1), ("num_channels", 3)):
-        if raw.get(name, expect) != expect:
-            raise ConfigError(f"field 'backbone_config.{name}' must be {expect}, got {raw[name]!r}")
-    if raw.get("output_stride", 32) < 16:
-        raise ConfigError("field 'backbone_config.output_stride' below 16 (dilated stages) is not supported")
-    hidden_act = raw.get("hidden_act", "relu")
-    if hidden_act != "relu":
-        raise ConfigError(f"field 'backbone_config.hidden_act' is {hidden_act!r}: only 'relu' is supported")
-    return BitConfig(
-        depths=depths,
-        hidden_sizes=hidden_sizes,
-        embedding_size=_get(raw, "embedding_size", 64, _positive_int, "a positive integer", p),
-        num_groups=_get(raw, "num_groups", 32, _positive_int, "a positive integer", p),
-        global_padding=padding,
-        layer_type=layer_type,
-        embedding_dynamic_padding=_get(raw, "embedding_dynamic_padding", False, lambda v: isinstance(v, bool), "true or false", p),
-        out_features=out_features,
-        extra=dict(raw),
-    )
-
-
-def _task_from(raw: Mapping[str, Any]) -> str:
-    archs = raw.get("architectures") or []
-    if not isinstance(archs, list):
-        raise ConfigError(f"field 'architectures' must be a list, got {archs!r}")
-    for task, name in ARCHITECTURES.items():
-        if name in archs:
-            return task
-    if archs:
-        raise ConfigError(f"field 'architectures' is {archs}: expected one of {sorted(ARCHITECTURES.values())}")
-    return None  # decided by the weights' keys (see dpt_cli.weights)
-
-
-def _parse_dpt(raw: Mapping[str, Any]) -> DPTConfig:
-    model_type = raw.get("model_type", "dpt")
-    if model_type != "dpt":
-        raise ConfigError(f"field 'model_type' is {model_type!r}, not 'dpt'")
-    if raw.get("backbone") or (raw.get("backbone_config") and not raw.get("is_hybrid")):
-        kind = (raw.get("backbone_config") or {}).get("model_type", raw.get("backbone"))
-        raise ConfigError(f"field 'backbone_config' names a {kind!r} backbone: only ViT and ViT-hybrid (BiT) are supported")
-    for name in _REQUIRED:
-        if name not in raw:
-            raise ConfigError(f"field '{name}' is missing")
-    boolean = (lambda v: isinstance(v, bool), "true or false")
-    pos_int = (_positive_int, "a positive integer")
-    number = (_is_number, "a number")
-    ints = (_int_list, "a list of integers")
-    cfg: dict[str, Any] = {}
-    for name, (check, expected) in {
-        "hidden_size": pos_int,
-        "num_hidden_layers": pos_int,
-        "num_attention_heads": pos_int,
-        "intermediate_size": pos_int,
-        "patch_size": pos_int,
-        "num_channels": pos_int,
-        "fusion_hidden_size": pos_int,
-        "head_in_index": (_is_int, "an integer"),
-        "layer_norm_eps": number,
-        "qkv_bias": boolean,
-        "is_hybrid": boolean,
-        "add_projection": boolean,
-        "use_auxiliary_head": boolean,
-        "use_batch_norm_in_fusion_residual": boolean,
-        "invert_depth": boolean,
-    }.items():
-        default = DPTConfig.__dataclass_fields__[name].default
-        cfg[name] = _get(raw, name, default, check, expected)
-    cfg["use_bias_in_fusion_residual"] = _get(raw, "use_bias_in_fusion_residual", None, *boolean)
-    cfg["depth_scale"] = _get(raw, "depth_scale", None, *number)
-    cfg["depth_shift"] = _get(raw, "depth_shift", None, *number)
-    for name in ("backbone_out_indices", "neck_hidden_sizes"):
-        cfg[name] = tuple(_get(raw, name, None, *ints))
-    cfg["reassemble_factors"] = tuple(
-        _get(raw, "reassemble_factors", None, lambda v: isinstance(v, list) and all(_is_number(x) and x > 0 for x in v), "a list of positive numbers")
-    )
-    cfg["image_size"] = _get(raw, "image_size", 384, lambda v: _positive_int(v) or (_int_list(v) and len(v) == 2), "an integer or [height, width]")
-    if isinstance(cfg["image_size"], list):
-        cfg["image_size"] = tuple(cfg["image_size"])
-    cfg["hidden_act"] = _get(raw, "hidden_act", "gelu", lambda v: v in SUPPORTED_ACTIVATIONS, f"one of {SUPPORTED_ACTIVATIONS}")
-    cfg["readout_type"] = _get(raw, "readout_type", "project", lambda v: v in ("ignore", "add", "project"), "'ignore', 'add' or 'project'")
-    cfg["task"] = _task_from(raw)
-    cfg["id2label"] = _parse_labels(raw.get("id2label"))
-    if cfg["is_hybrid"]:
-        cfg["backbone_config"] = _parse_bit(raw.get("backbone_config") or {})
-        cfg["backbone_featmap_shape"] = tuple(_get(raw, "backbone_featmap_shape", [1, 1024, 24, 24], ints[0], ints[1]))
-        cfg["neck_ignore_stages"] = tuple(_get(raw, "neck_ignore_stages", [0, 1], *ints))
-        if cfg["readout_type"] != "project":
-            raise ConfigError("field 'readout_type' must be 'project' for a hybrid model")
-    cfg["extra"] = dict(raw)
-    config = DPTConfig(**cfg)
-    _check_consistency(config)
-    return config
-
-
-def _parse_labels(raw: Any) -> dict[int, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError("field 'id2label' must map class ids to names")
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; an unreadable, oversized or absurdly nested file raises ConfigError."""
+    text = _read_bounded(path)
     try:
-        labels = {int(k): str(v) for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise ConfigError("field 'id2label' keys must be integer class ids") from None
-    if sorted(labels) != list(range(len(labels))):
-        raise ConfigError("field 'id2label' must number classes 0..N-1 without gaps")
-    return labels
+        raw = json.loads(text)
+    except RecursionError:  # the decoder recurses once per level; deeper values are refused in parsing
+        raise ConfigError(f"{path}: JSON nested too deeply (a config.json is a few levels deep)") from None
+    except ValueError as exc:  # JSONDecodeError, or a number past Python's 4300-digit int limit
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return raw
 
 
-def _check_consistency(c: DPTConfig) -> None:
-    if c.hidden_size % c.num_attention_heads:
-        raise ConfigError(f"field 'num_attention_heads' ({c.num_attention_heads}) must divide hidden_size ({c.hidden_size})")
-    n = len(c.neck_hidden_sizes)
-    if n != 4 or len(c.reassemble_factors) != 4 or len(c.backbone_out_indices) != 4:
-        raise ConfigError("fields 'neck_hidden_sizes', 'reassemble_factors' and 'backbone_out_indices' must have 4 entries")
-    if any(not 0 <= i < c.num_hidden_layers for i in c.backbone_out_indices[len(c.neck_ignore_stages):]):
-        raise ConfigError(f"field 'backbone_out_indices' {list(c.backbone_out_indices)} is outside 0..{c.num_hidden_layers - 1}")
-    for f in c.reassemble_factors:
-        if f < 1 and not float(1 / f).is_integer() or f > 1 and not float(f).is_integer():
-            raise ConfigError(f"field 'reassemble_factors' entry {f} is neither an integer nor 1/integer")
-    if not -n <= c.head_in_index < n:
-        raise ConfigError(f"field 'head_in_index' ({c.head_in_index}) must index one of {n} fused features")
-    if c.add_projection and c.fusion_hidden_size != 256:
-        raise ConfigError("field 'add_projection' needs fusion_hidden_size 256 (the projection is 256->256)")
-    if c.task == SEGMENTATION and c.num_labels < 1:
-        raise ConfigError("field 'id2label' must name the classes of a segmentation model")
-    if c.is_hybrid and tuple(c.neck_ignore_stages) != (0, 1):
-        raise ConfigError(f"field 'neck_ignore_stages' must be [0, 1] for a hybrid, got {list(c.neck_ignore_stages)}")
+def _read_bounded(path: Path) -> str:
+    """The file's text, refusing one over MAX_CONFIG_BYTES without reading it all (even a pipe)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB: too large for a config.json")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
 
 
 # --- writing ---------------------------------------------------------------------------------
