@@ -19,21 +19,6 @@ from isl_org import LAYOUTS, expected_transformers_state, fake_checkpoint
 from reference import reference_output, rel_err
 
 
-@pytest.fixture(scope="session")
-def originals(tmp_path_factory):
-    """layout -> path of a fake original checkpoint (named without a release hash), built once."""
-    cache = {}
-
-    def get(layout: str):
-        if layout not in cache:
-            path = tmp_path_factory.mktemp("orig") / f"{layout.replace('-', '_')}.pt"
-            torch.save(fake_checkpoint(layout, seed=len(cache)), path)
-            cache[layout] = path
-        return cache[layout]
-
-    return get
-
-
 def dpt(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dpt_cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
@@ -188,8 +173,11 @@ def test_existing_folder_needs_force(originals, tmp_path):
     done = dpt("convert", str(originals("dpt_hybrid-midas")), "-o", str(out))
     assert done.returncode == 2 and "--force" in done.stderr
     assert (out / "keep.txt").read_text() == "mine"
+    done = dpt("convert", str(originals("dpt_hybrid-midas")), "-o", str(out), "--force")
+    assert done.returncode == 2 and "--force replaces only a folder written by dpt convert" in done.stderr
+    assert (out / "keep.txt").read_text() == "mine"  # not a folder dpt wrote: --force leaves it alone
+    (out / "keep.txt").unlink()
     done = dpt("convert", str(originals("dpt_hybrid-midas")), "-o", str(out), "--force", "--dtype", "float16")
     assert done.returncode == 0, done.stderr
-    assert not (out / "keep.txt").exists()
     assert load_file(out / "model.safetensors")["dpt.layernorm.weight"].dtype == torch.float16
     assert load_model(out).config.task == "depth"

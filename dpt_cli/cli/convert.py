@@ -16,23 +16,27 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def convert(
     src: Path = typer.Argument(..., help="Original checkpoint, e.g. dpt_large-midas-2f21e586.pt (renamed files work)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder to create (config.json, model.safetensors, ...)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to create (config.json, model.safetensors, ...): a new or empty folder, never one holding SRC or the current folder."),
     variant: str = typer.Option("auto", "--variant", help=VARIANT_HELP),
     dtype: str = typer.Option("float32", "--dtype", help="Weights dtype: float32, float16 or bfloat16."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Convert even if the SHA-256 does not match the release hash in the name."),
-    force: bool = typer.Option(False, "--force", help="Replace OUTPUT if it exists and is not empty."),
+    force: bool = typer.Option(False, "--force", help="Replace OUTPUT if it is a folder an earlier dpt convert wrote (its conversion.json and only the files convert writes); any other non-empty folder or file is refused."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Convert an original isl-org DPT checkpoint into a folder that dpt and transformers both load.
 
-    The architecture is detected from the file's keys and shapes. Files whose name carries a release hash (-2f21e586.pt) are checked against it. OUTPUT appears complete or not at all. Exit status: 0 done, 1 the file cannot be converted, 2 usage error.
+    The architecture is detected from the file's keys and shapes. Files whose name carries a release hash (-2f21e586.pt) are checked against it. OUTPUT appears complete or not at all: an interrupted run removes its unfinished copy, and the next run into the same place removes one that a killed run left. Exit status: 0 done, 1 the file cannot be converted, 2 usage error.
     """
     if dtype not in DTYPES:
         raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
     import torch
 
+    from ..interrupts import raise_if_received
+    from ..text import shown
     from ..weights.convert import convert as run
     from .progress import byte_progress
+
+    raise_if_received()  # a Ctrl-C that an import swallowed still stops us before any write
 
     with byte_progress(enabled=not quiet) as progress:
         report = run(src, output, variant, getattr(torch, dtype), verify=not no_verify, force=force, progress=progress)
@@ -43,4 +47,4 @@ def convert(
     typer.echo(f"model      {'hybrid' if c.is_hybrid else 'vit'} {c.task}, variant {report.variant}, {dtype}")
     if report.skipped:
         typer.echo(f"skipped    {len(report.skipped)} unused key(s): {', '.join(report.skipped)}")
-    typer.echo(f"wrote      {output}")
+    typer.echo(f"wrote      {shown(output)}")

@@ -1,16 +1,15 @@
 """Convert an original isl-org DPT checkpoint (.pt) into a transformers-layout folder.
 
 The folder appears complete or not at all: everything is written into a hidden sibling folder that
-is renamed into place at the end, and removed on any failure or interruption.
+is renamed into place at the end, and removed on any failure or interruption. Where the folder may
+go, and what --force may replace, is convert_target's business.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ import torch
 from .. import __version__, ade20k
 from ..config import SEGMENTATION, DPTConfig
 from ..errors import DPTError, UsageError
+from ..text import shown
+from .convert_target import check_destination, remove_stale, write_atomically
 from .files import load_pickled
 from .isl_org_layout import SKIPPED, NotADPTCheckpoint, detect_config, table
 from .keymap import KeyMismatch
@@ -137,16 +138,19 @@ def convert(
     """Convert `src` (an isl-org .pt) into the folder `dst`; see the module docstring."""
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise UsageError(f"{src}: no such file")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
-        raise UsageError(f"{dst}: exists and is not empty (use --force to replace it)")
+        raise UsageError(f"{shown(src)}: no such file")
+    # Before the slow read: a refused destination costs nothing and leaves the disk as it was.
+    remove_stale(check_destination(src, dst, force))
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
         hashing = pool.submit(sha256_of, src, progress, stop)
-        try:
-            return _convert(src, dst, variant, dtype, verify, force, progress, hashing)
-        finally:
-            stop.set()
+        return _convert(src, dst, variant, dtype, verify, force, progress, hashing)
+    finally:
+        # Not `with pool`: its exit waits for the thread; on an interrupt the thread sees `stop`
+        # within one chunk, and nothing here needs to wait for that.
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _convert(src: Path, dst: Path, variant: str, dtype, verify: bool, force: bool, progress, hashing: Future) -> Report:
@@ -183,7 +187,7 @@ def _convert(src: Path, dst: Path, variant: str, dtype, verify: bool, force: boo
         _write_provenance(tmp, chosen, src, report, dtype)
         load_model(tmp)  # the folder must load strictly: config, keys and shapes agree
 
-    _write_atomically(dst, force, write)
+    write_atomically(src, dst, force, write)
     return report
 
 
@@ -198,28 +202,6 @@ def _write_provenance(tmp: Path, variant: Variant, src: Path, report: Report, dt
     provenance = {"source": src.name, "source_sha256": report.sha256, "release_hash_verified": report.verified_hash,
                   "variant": variant.name, "dtype": str(dtype).removeprefix("torch."), "dpt_version": __version__}
     (tmp / "conversion.json").write_text(json.dumps(provenance, indent=2) + "\n")
-
-
-def _write_atomically(dst: Path, force: bool, write: Callable[[Path], None]) -> None:
-    dst = dst.absolute()
-    tmp = dst.parent / f".{dst.name}.partial-{os.getpid()}"
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.mkdir()
-        write(tmp)
-        if dst.exists():
-            if force:
-                dst.rename(old)
-            else:
-                dst.rmdir()  # empty, checked before starting
-        tmp.rename(dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)  # --force over a plain file
 
 
 def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> str:
