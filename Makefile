@@ -33,6 +33,7 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_forward.py
 	$(BIN)/python bench/bench_convert.py
+	$(BIN)/python bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

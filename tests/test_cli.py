@@ -60,6 +60,6 @@ def test_user_errors_exit_cleanly(args, code, message):
 def test_broken_model_folder_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "dpt"}')
     done = dpt("info", str(tmp_path))
-    assert done.returncode == 1
+    assert done.returncode == 2  # a model that cannot be used is a usage error, as the README says
     assert done.stderr.strip().count("\n") == 0
     assert "field 'hidden_size' is missing" in done.stderr

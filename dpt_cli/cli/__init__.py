@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..errors import DPTError
+from ..text import shown
 from . import convert, depth, info, segment
 
 app = typer.Typer(
@@ -44,12 +46,32 @@ app.command("info")(info.info)
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line on stderr and an exit code."""
+    """The command line (tests call this in-process): user errors become one line on stderr and
+    an exit code. SIGTERM (`kill`) stops a run exactly as Ctrl-C does, from the first instant:
+    exit 130. The executable's entry point is `run`."""
+    with interrupts.installed():
+        try:
+            app()  # standalone: usage errors print a message and exit 2; Ctrl-C exits 130
+        except DPTError as exc:
+            print(f"dpt: error: {shown(exc)}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if isinstance(exc, SystemExit) and exc.code != 130:
+                raise
+            print("dpt: interrupted", file=sys.stderr)
+            sys.exit(130)
+
+
+def run() -> None:
+    """The `dpt` executable and `python -m dpt_cli`: main(), with an interrupted run's exit status
+    made exact. Python turns any KeyboardInterrupt that a library once swallowed into death by
+    SIGINT at interpreter exit; a run that stopped cleanly on Ctrl-C or SIGTERM exits 130 instead,
+    its work (outputs, manifest) already complete."""
     try:
-        app()  # standalone: usage errors print a message and exit 2
-    except DPTError as exc:
-        print(f"dpt: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("dpt: interrupted", file=sys.stderr)
-        sys.exit(130)
+        main()
+    except SystemExit as exc:
+        if exc.code == 130:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise

@@ -23,6 +23,7 @@ def depth(
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other.")] = False,
     value_range: Annotated[Optional[str], typer.Option("--range", help="Normalise PNGs and pictures over MIN:MAX instead of each image's own range.", show_default=False)] = None,
     recursive: o.Recursive = False,
+    follow_symlinks: o.FollowSymlinks = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     batch_size: o.BatchSize = 1,
@@ -35,7 +36,7 @@ def depth(
 ) -> None:
     """Estimate depth for images, files or whole folders.
 
-    Relative models (large, hybrid) give inverse relative depth: larger is nearer, no unit. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm and .tiff; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given. Outputs: `-o out.png` (16-bit), `.npy`, `.pfm`, `.tiff`, `.jpg`/`.webp` (coloured), or `-o DIR` with --format. A dpt-run.json manifest records every file. Exit status: 0 all done, 1 some inputs failed, 2 usage error. 
+    Relative models (large, hybrid) give inverse relative depth: larger is nearer, no unit. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm and .tiff; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given. Outputs: `-o out.png` (16-bit), `.npy`, `.pfm`, `.tiff`, `.jpg`/`.webp` (coloured), or `-o DIR` with --format. A dpt-run.json manifest records every file. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: another run is writing into the same -o), 130 interrupted. 
     """
     for f in fmt:
         o.choose(f, FORMATS, "--format")
@@ -44,7 +45,7 @@ def depth(
         raise typer.BadParameter("use 8 or 16", param_hint="--bits")
     execute(
         "depth", inputs, output, model,
-        recursive=recursive, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
+        recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
         formats=list(fmt), bits=bits, side_by_side=side_by_side, overlay=False, quiet=quiet,
         options_kwargs=dict(
             colormap=colormap, value_range=o.parse_range(value_range), batch_size=batch_size, workers=workers,

@@ -8,9 +8,13 @@ import typer
 def info(
     model: str = typer.Argument(..., help="Model folder, hub id (Intel/dpt-large) or alias (large, hybrid, large-ade)."),
 ) -> None:
-    """Show a model's architecture, task, output meaning and parameter count (loads its weights)."""
-    from ..model.summary import describe
-    from ..weights import load_model
+    """Show a model's architecture, task, output meaning and parameter count (loads its weights).
 
-    for key, value in describe(load_model(model)).items():
-        typer.echo(f"{key:<12} {value}")
+    Exit status: 0, or 2 when MODEL cannot be found or used.
+    """
+    from ..model.summary import describe
+    from ..text import shown
+    from . import loading
+
+    for key, value in describe(loading.load(loading.resolve_folder(model))).items():
+        typer.echo(f"{key:<12} {shown(value)}")

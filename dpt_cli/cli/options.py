@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-Inputs = Annotated[list[str], typer.Argument(help="Image files, directories, glob patterns, or - to read one path per line from stdin.", show_default=False)]
+from ..limits import MAX_BATCH_SIZE, MAX_NETWORK_SIDE, MAX_WORKERS
+
+Inputs = Annotated[list[str], typer.Argument(help="Image files, directories, glob patterns, - (one path per line on stdin) or /dev/stdin (one image's bytes). Only regular files are read.", show_default=False)]
 Output = Annotated[Path, typer.Option("-o", "--output", help="Output file (one input; format from its extension) or directory (mirrors the input tree).", show_default=False)]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 or float16 on GPUs), float32, float16, bfloat16.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass (images are grouped by network size).")]
-Size = Annotated[Optional[str], typer.Option("--size", help="Network size to aim at: N or HxW (default: the model's, e.g. 384).", show_default=False)]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images per forward pass (images are grouped by network size).")]
+Size = Annotated[Optional[str], typer.Option("--size", help=f"Network size to aim at: N or HxW, each 32..{MAX_NETWORK_SIDE} (default: the model's, e.g. 384).", show_default=False)]
 NoKeepAspect = Annotated[bool, typer.Option("--no-keep-aspect", help="Squash to the network size instead of keeping the aspect ratio.")]
 SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs all exist (resume an interrupted run).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or summary; errors only.")]
-Workers = Annotated[int, typer.Option("--workers", min=1, help="Threads decoding and preprocessing images.")]
+Workers = Annotated[int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="Threads decoding and preprocessing images.")]
+FollowSymlinks = Annotated[bool, typer.Option("--follow-symlinks", help="With -r, descend into symbolic links to directories (loops are detected and skipped).")]
 
 
 def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
@@ -31,6 +35,8 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         values = []
     if len(values) not in (1, 2) or min(values) <= 0:
         raise typer.BadParameter(f"{text!r}: use N or HxW with positive integers, e.g. 384 or 352x1216", param_hint="--size")
+    if max(values) > MAX_NETWORK_SIDE:
+        raise typer.BadParameter(f"{text!r}: each side must be at most {MAX_NETWORK_SIDE}", param_hint="--size")
     return (values[0], values[-1])
 
 
@@ -41,6 +47,8 @@ def parse_range(text: Optional[str]) -> Optional[tuple[float, float]]:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
         raise typer.BadParameter(f"{text!r}: use MIN:MAX, e.g. 0:10", param_hint="--range") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise typer.BadParameter(f"{text!r}: MIN and MAX must be finite numbers", param_hint="--range")
     if not hi > lo:
         raise typer.BadParameter(f"{text!r}: MAX must be greater than MIN", param_hint="--range")
     return lo, hi

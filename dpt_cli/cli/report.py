@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..pipeline.manifest import FAILED, OK, SKIPPED, FileRecord
+from ..text import shown
 
 
 class Reporter:
@@ -42,13 +43,15 @@ class Reporter:
     def file_done(self, record: FileRecord) -> None:
         self.done += 1
         if record.status == FAILED:
-            self._line(f"dpt: {record.error}")
+            self._line(f"dpt: {shown(record.error)}")
+        elif record.note and not self.quiet:
+            self._line(f"dpt: {shown(record.note)}")
         elif not self.quiet and not self.live:
-            what = "skipped (outputs exist)" if record.status == SKIPPED else "-> " + ", ".join(record.outputs)
-            self._line(f"[{self.done}/{self.total}] {record.input} {what}")
+            what = "skipped (outputs exist)" if record.status == SKIPPED else "-> " + ", ".join(map(shown, record.outputs))
+            self._line(f"[{self.done}/{self.total}] {shown(record.input)} {what}")
         if self.progress is not None:
             rate = self.done / max(1e-9, time.perf_counter() - self.start)
-            self.progress.update(self.task, advance=1, description=record.input[-40:], rate=f"{rate:.2f} img/s")
+            self.progress.update(self.task, advance=1, description=shown(record.input)[-40:], rate=f"{rate:.2f} img/s")
 
     def summary(self, summary) -> None:
         if self.quiet:

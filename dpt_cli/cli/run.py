@@ -1,8 +1,11 @@
-"""What `dpt depth` and `dpt segment` share: model, device, inputs, plan, run, exit code."""
+"""What `dpt depth` and `dpt segment` share: model, device, inputs, plan, lock, run, exit code.
+
+Everything that can be known before the model loads is checked first (inputs, output names, a
+writable and unlocked output folder), so a usage problem costs neither seconds nor gigabytes.
+"""
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,10 +13,12 @@ from typing import Optional
 import typer
 
 from ..config import DEPTH, SEGMENTATION
-from ..errors import UsageError
+from ..errors import DPTError, UsageError
+from ..text import shown
 
 DEFAULT_MODELS = {DEPTH: "large", SEGMENTATION: "large-ade"}
 COMMANDS = {DEPTH: "dpt depth", SEGMENTATION: "dpt segment"}
+MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
 
 
 def execute(
@@ -23,6 +28,7 @@ def execute(
     model_spec: Optional[str],
     *,
     recursive: bool,
+    follow_symlinks: bool,
     device: str,
     dtype: str,
     size: Optional[tuple[int, int]],
@@ -37,58 +43,69 @@ def execute(
     """Run one command end to end; raises typer.Exit with 0 (all ok), 1 (some failed) or 130."""
     import torch
 
+    from ..interrupts import raise_if_received
     from ..pipeline import outputs, preprocess
     from ..pipeline.device import resolve_device, resolve_dtype
     from ..pipeline.inputs import expand
-    from ..pipeline.manifest import FAILED, RunInfo
+    from ..pipeline.lock import OutputLock
+    from ..pipeline.manifest import FAILED, RunInfo, recorded_outputs
     from ..pipeline.runner import Options, Runner
     from ..weights import hub
-    from ..weights.load import load_model
+    from . import loading
     from .report import Reporter
 
+    raise_if_received()  # a Ctrl-C that an import swallowed still stops us
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
     spec = model_spec or DEFAULT_MODELS[task]
-    folder = hub.resolve(spec)
-    model = load_model(folder, dtype=precision, device=target)
-    if model.config.task != task:
-        other = DEPTH if task == SEGMENTATION else SEGMENTATION
-        raise UsageError(f"model {spec} is a {model.config.task} model; use `{COMMANDS[other]}` for it")
+    folder = loading.resolve_folder(spec)
     official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
-    prep = preprocess.original(task) if official else preprocess.from_folder(folder, task)
+    try:
+        prep = preprocess.original(task) if official else preprocess.from_folder(folder, task)
+    except DPTError as exc:
+        raise UsageError(str(exc)) from None
     prep = preprocess.with_options(prep, size, False if not keep_aspect else None)
 
-    exclude = (output,) if not outputs.is_single_file(output) else ()
-    items, problems = expand(inputs, recursive, sys.stdin, exclude)
+    single = outputs.is_single_file(output)
+    out_dir = output.parent if single else output
+    # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
+    exclude = (*(() if single else (output,)), *recorded_outputs(out_dir / outputs.MANIFEST))
+    items, problems = expand(inputs, recursive, sys.stdin, exclude, follow_symlinks)
     if not items and not problems:
-        raise UsageError("no input images found in " + ", ".join(inputs))
+        raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
     plan = outputs.plan(task, items, output, formats, bits, side_by_side, overlay)
-    info = RunInfo(
-        task=task,
-        model=spec,
-        device=str(target),
-        dtype=str(precision).removeprefix("torch."),
-        units=_units(model.config),
-        settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options_kwargs)},
-    )
-    reporter = Reporter(total=len(items) + len(problems), quiet=quiet)
-    reporter.header(f"model {spec} ({info.units}), device {info.device}, dtype {info.dtype}")
-    runner = Runner(model, prep, target, precision, info, Options(**options_kwargs))
-    torch.set_grad_enabled(False)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run as cleanly as Ctrl-C
-    try:
+
+    with OutputLock(out_dir):
+        model = _load_checked(loading, folder, spec, task, precision, target) if items else None
+        info = RunInfo(
+            task=task,
+            model=spec,
+            device=str(target),
+            dtype=str(precision).removeprefix("torch."),
+            units=_units(model.config) if model is not None else "",
+            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options_kwargs)},
+        )
+        reporter = Reporter(total=len(items) + len(problems), quiet=quiet)
+        if model is not None:
+            reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
+        runner = Runner(model, prep, target, precision, info, Options(**options_kwargs))
+        torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     reporter.summary(summary)
     if summary.interrupted:
         raise typer.Exit(130)
     raise typer.Exit(1 if summary.count(FAILED) else 0)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _load_checked(loading, folder: Path, spec: str, task: str, precision, target):
+    model = loading.load(folder, dtype=precision, device=target)
+    if model.config.task != task:
+        other = DEPTH if task == SEGMENTATION else SEGMENTATION
+        raise UsageError(f"model {shown(spec)} is a {model.config.task} model; use `{COMMANDS[other]}` for it")
+    if task == SEGMENTATION and model.config.num_labels > MAX_LABEL_CLASSES:
+        raise UsageError(f"model {shown(spec)} has {model.config.num_labels} classes; label maps hold at most {MAX_LABEL_CLASSES} (16-bit PNG)")
+    return model
 
 
 def _units(config) -> str:

@@ -17,6 +17,7 @@ def segment(
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo blended with the class colours (NAME.overlay.png).")] = False,
     alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the class colours in the overlay.")] = 0.5,
     recursive: o.Recursive = False,
+    follow_symlinks: o.FollowSymlinks = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     batch_size: o.BatchSize = 1,
@@ -29,11 +30,11 @@ def segment(
 ) -> None:
     """Segment images into the model's classes (ADE20K: 150).
 
-    Each label map is a palette PNG whose pixel values are the class ids (0-based, as in the model's id2label) and whose palette holds the ADE20K colours: one file that is both the raw labels and a viewable picture. The dpt-run.json manifest lists the classes present in each image with their pixel fractions. Exit status: 0 all done, 1 some inputs failed, 2 usage error. 
+    Each label map is a palette PNG whose pixel values are the class ids (0-based, as in the model's id2label) and whose palette holds the ADE20K colours: one file that is both the raw labels and a viewable picture. The dpt-run.json manifest lists the classes present in each image with their pixel fractions. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: another run is writing into the same -o), 130 interrupted. 
     """
     execute(
         "segmentation", inputs, output, model,
-        recursive=recursive, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
+        recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
         formats=[], bits=16, side_by_side=False, overlay=overlay, quiet=quiet,
         options_kwargs=dict(alpha=alpha, batch_size=batch_size, workers=workers, skip_existing=skip_existing, overwrite=overwrite),
     )

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same directory, renamed over the target when complete.
 
 A run killed mid-way leaves no truncated output under a final name; at worst a hidden
-`.NAME.*.partial` file, which the next run's scans ignore.
+`.NAME.*.partial` file, which the next run's scans ignore. The temporary name is shortened as
+needed so that it fits wherever the final name fits, and every error names the final path.
 """
 
 from __future__ import annotations
@@ -14,20 +15,42 @@ from typing import BinaryIO, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_RANDOM, _SUFFIX = 8, ".partial"  # mkstemp adds 8 random characters
+
+
+def temporary_prefix(name: str) -> str:
+    """`.NAME.` cut (at a byte boundary, kept exact as bytes) so the whole temporary name fits."""
+    room = NAME_MAX - 2 - _RANDOM - len(_SUFFIX)
+    raw = os.fsencode(name)[:room]
+    return "." + os.fsdecode(raw) + "."
 
 
 @contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    """Yield a binary file that becomes `path` once the block completes; nothing on failure.
+
+    OSErrors carry `path` itself as their filename, not the temporary name.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=_SUFFIX, dir=path.parent)
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get ordinary permissions
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
     except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        raise

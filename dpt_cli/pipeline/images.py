@@ -2,24 +2,29 @@
 
 EXIF orientation is applied. Every mode becomes RGB: L/LA/P/RGBA/CMYK through Pillow (alpha is
 dropped, not composited: the network sees the colour channels as stored), 16-bit and 32-bit
-integer greyscale scaled by 1/65535, float greyscale clipped to 0..1. Pillow's decompression-bomb
-guard stays on: an image over `Image.MAX_IMAGE_PIXELS` is an error for that file.
+integer greyscale scaled by 1/65535, float greyscale clipped to 0..1 (NaN or infinite pixels make
+the file an error). Pillow's decompression-bomb guard stays on: an image over
+`Image.MAX_IMAGE_PIXELS` is an error for that file. Animated GIF/PNG/WebP and multi-page TIFF:
+the first frame is used, and the number of frames is reported so the manifest can say so.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DPTError
+from ..text import shown
+from .reading import InputError, open_input
 
 
-class ImageError(DPTError):
-    """One input that cannot be used; the batch goes on without it."""
-
+ImageError = InputError  # one input that cannot be used; the batch goes on without it
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -28,10 +33,25 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+class NonFinitePixels(ValueError):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} non-finite pixel values")
+        self.count = count
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rgb: np.ndarray  # (H, W, 3) float32 RGB in 0..1, upright
+    frames: int = 1  # frames in the file; only the first is used
+
+
 def is_image(path: Path) -> bool:
-    """Whether Pillow recognises the file's content as an image (reads only the header)."""
+    """Whether Pillow recognises a regular file's content as an image (reads only the header).
+
+    Never blocks: FIFOs, sockets and devices are not images.
+    """
     try:
-        with Image.open(path):
+        with open_input(path) as f, Image.open(f):
             return True
     except Exception:
         return False
@@ -39,28 +59,48 @@ def is_image(path: Path) -> bool:
 
 def decode(path: Path) -> np.ndarray:
     """Read `path` as (H, W, 3) float32 RGB in 0..1, upright per its EXIF orientation."""
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
+    return decode_image(path).rgb
+
+
+def decode_image(
+    path: Path, stream: bool = False, stop: threading.Event | None = None, admit: Callable[[int, int], None] | None = None
+) -> Decoded:
+    """Decode the first frame of `path` (see module docstring); `stream`/`stop` as in `open_input`.
+
+    `admit(width, height)` is called once the header is read, before the pixels are decoded: it
+    may wait (for memory) or raise.
+    """
+    with open_input(path, stream, stop) as f:
+        return _decode(path, f, admit)
+
+
+def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -> Decoded:
+    name = shown(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(f) as im:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and im.width * im.height > limit:
                 raise Image.DecompressionBombError(f"{im.width * im.height} pixels")
+            frames = getattr(im, "n_frames", 1)
+            if admit is not None:
+                admit(im.width, im.height)
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return to_rgb_float(im)
+            rgb = to_rgb_float(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: over Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels): refused as a possible decompression bomb") from None
+        raise ImageError(f"{name}: over Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels): refused as a possible decompression bomb") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
-        what = "empty file" if size == 0 else "not an image Pillow can read"
-        raise ImageError(f"{path}: {what}") from None
+        what = "empty file" if f.seek(0, os.SEEK_END) == 0 else "not an image Pillow can read"
+        raise ImageError(f"{name}: {what}") from None
     except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
+        raise ImageError(f"{name}: permission denied") from None
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ImageError(f"{name}: no such file") from None
+    except NonFinitePixels as exc:
+        raise ImageError(f"{name}: {exc.count:,} pixel value(s) are NaN or infinite") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
+        detail = shown(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
+        raise ImageError(f"{name}: cannot decode ({detail})") from None
+    return Decoded(rgb, frames)
 
 
 def to_rgb_float(im: Image.Image) -> np.ndarray:
@@ -68,13 +108,28 @@ def to_rgb_float(im: Image.Image) -> np.ndarray:
         grey = np.asarray(im, dtype=np.float32) / 65535.0
         return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
     if im.mode == "F":
-        grey = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+        grey = np.asarray(im, dtype=np.float32)
+        finite = np.isfinite(grey)
+        if not finite.all():
+            raise NonFinitePixels(int(finite.size - finite.sum()))
+        grey = np.clip(grey, 0.0, 1.0)
         return np.repeat(grey[..., None], 3, axis=2)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode != "RGB":
         im = im.convert("RGB")  # L, LA, RGBA (alpha dropped), CMYK, 1, YCbCr, ...
-    return np.asarray(im, dtype=np.float32) / 255.0
+    return _rgb_to_float(im)
+
+
+def _rgb_to_float(im: Image.Image, chunk: int = 16 << 20) -> np.ndarray:
+    """An RGB image as (H, W, 3) float32 / 255, converted a band of rows at a time: the whole
+    photo never exists as a uint8 copy beside its float32 one (81 Mpx: 243 MB saved)."""
+    out = np.empty((im.height, im.width, 3), dtype=np.float32)
+    step = max(1, chunk // max(1, 3 * im.width))
+    for top in range(0, im.height, step):
+        out[top : top + step] = np.asarray(im.crop((0, top, im.width, min(im.height, top + step))))
+    out /= np.float32(255.0)  # in place: the same float32 division as `/ 255`
+    return out
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -4,18 +4,27 @@ Inputs are any mix of files, directories (top level, or the whole tree with `rec
 patterns and "-" (one path per line on stdin). Inside directories, files are taken by content,
 not extension: a photo named `scan` is found, a `notes.txt` is ignored, and a text file named
 `x.jpg` is kept so that it can be reported as bad.
+
+Hostile trees are safe: every path is normalised (its folder resolved, `..` and symbolic links
+included) before output names are derived from it, so names never climb out of the output folder;
+a file reached under two names is processed once; symbolic links to directories are not followed
+by `-r` unless `follow_symlinks` (and then a loop is detected and skipped); FIFOs, sockets and
+devices in a tree are skipped with their reason, never opened; names are bytes, kept exactly.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
+from ..text import shown
 from .images import is_image
+from .reading import is_stream_name, kind_of, open_reason
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -25,87 +34,182 @@ IMAGE_SUFFIXES = {
 
 @dataclass(frozen=True)
 class InputItem:
-    path: Path  # as found (absolute)
-    rel: Path  # mirrored under the output directory
+    path: Path  # normalised absolute path: resolved folder + the name as given
+    rel: Path  # mirrored under the output directory; never absolute, never holds ".."
+    stream: bool = False  # /dev/stdin or /dev/fd/N named on purpose: read whole, interruptibly
 
 
 @dataclass(frozen=True)
 class InputProblem:
-    path: str
+    path: str  # as the file system names it (undecodable bytes as surrogates); see text.shown
     error: str
+    skipped: bool = False  # True: not for us (a FIFO in a tree, ...); False: asked for and failed
 
 
-def _looks_like_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+@dataclass
+class _Found:
+    pairs: list[tuple[InputItem, Path]]  # (item without rel, anchor folder)
+    problems: list[InputProblem]
 
 
-def _scan(root: Path, recursive: bool, exclude: set[Path], found: list[Path], problems: list[InputProblem]) -> None:
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError as exc:
-        problems.append(InputProblem(str(root), f"cannot list directory ({exc.strerror})"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue  # hidden files, and our own temporary files
-        path = Path(entry.path).absolute()
-        if path in exclude:
-            continue
-        if entry.is_dir():
-            if recursive:
-                _scan(path, recursive, exclude, found, problems)
-            elif _looks_like_image_name(path):
-                problems.append(InputProblem(str(path), "is a directory, not an image"))
-        elif _looks_like_image_name(path) or is_image(path):
-            found.append(path)
+def normalise(path: Path) -> Path:
+    """An absolute path whose folder is resolved (symbolic links and `..`) but whose last
+    component is kept as named, so a symbolic link to a file keeps its own name."""
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    if path.name in ("", ".", ".."):
+        return Path(os.path.realpath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
-def _expand_one(spec: str, recursive: bool, exclude: set[Path]) -> tuple[list[tuple[Path, Path]], list[InputProblem]]:
-    """-> ([(file, anchor)], problems). The anchor is the folder that relative names start from."""
-    problems: list[InputProblem] = []
-    path = Path(spec).expanduser()
-    if path.exists() or path.is_symlink():
-        matches = [path]
-    elif glob.has_magic(spec):
-        matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=recursive))]
-        if not matches:
-            return [], [InputProblem(spec, "no file matches this pattern")]
-    else:
-        return [], [InputProblem(spec, "no such file or directory")]
-    out: list[tuple[Path, Path]] = []
-    for match in matches:
-        match = match.absolute()
-        if match.is_dir():
-            files: list[Path] = []
-            _scan(match, recursive, exclude, files, problems)
-            out += [(f, match) for f in files]
+def _looks_like_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _stat_problem(path: Path, exc: OSError) -> InputProblem:
+    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
+        return InputProblem(os.fspath(path), "broken symbolic link (its target does not exist)")
+    return InputProblem(os.fspath(path), open_reason(exc))
+
+
+class _Scanner:
+    """Walks directories iteratively (no recursion limit) in sorted, depth-first order."""
+
+    def __init__(self, recursive: bool, follow_symlinks: bool, exclude: set[Path], found: _Found) -> None:
+        self.recursive, self.follow = recursive, follow_symlinks
+        self.exclude, self.found = exclude, found
+        self.seen_dirs: dict[tuple[int, int], Path] = {}
+
+    def scan(self, root: Path, anchor: Path, root_stat: os.stat_result) -> None:
+        self.seen_dirs.setdefault((root_stat.st_dev, root_stat.st_ino), root)
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            subfolders = self._list(folder, anchor)
+            stack.extend(reversed(subfolders))
+
+    def _list(self, folder: Path, anchor: Path) -> list[Path]:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            self.found.problems.append(InputProblem(os.fspath(folder), f"cannot list directory ({exc.strerror})"))
+            return []
+        # real folders before links: a tree reached both ways keeps its own name
+        entries.sort(key=lambda e: e.is_symlink())
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files, and our own temporary files
+            path = folder / entry.name
+            if path not in self.exclude:
+                sub = self._entry(entry, path, anchor)
+                if sub is not None:
+                    subfolders.append(sub)
+        return subfolders
+
+    def _entry(self, entry: os.DirEntry, path: Path, anchor: Path) -> Path | None:
+        """Record one directory entry; return it when it is a folder to descend into."""
+        problems = self.found.problems
+        link = entry.is_symlink()
+        try:
+            st = os.stat(path)  # follows links: what a link points to decides what it is
+        except OSError as exc:
+            if _looks_like_image_name(entry.name) or not isinstance(exc, FileNotFoundError):
+                problems.append(_stat_problem(path, exc))
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return self._folder(path, st, link)
+        if stat.S_ISREG(st.st_mode):
+            if _looks_like_image_name(entry.name) or is_image(path):
+                self.found.pairs.append((InputItem(path, Path()), anchor))
         else:
-            out.append((match, match.parent))
-    return out, problems
+            problems.append(InputProblem(os.fspath(path), f"{kind_of(st.st_mode)}, not a regular file: skipped", skipped=True))
+        return None
+
+    def _folder(self, path: Path, st: os.stat_result, link: bool) -> Path | None:
+        problems = self.found.problems
+        if not self.recursive:
+            if _looks_like_image_name(path.name):
+                problems.append(InputProblem(os.fspath(path), "is a directory, not an image"))
+            return None
+        if link and not self.follow:
+            problems.append(InputProblem(os.fspath(path), "symbolic link to a directory: not followed (--follow-symlinks to descend)", skipped=True))
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen_dirs:
+            first = self.seen_dirs[key]
+            loop = first == path or first in path.parents
+            why = f"symbolic link loop (back to {shown(first)})" if loop else f"already scanned as {shown(first)}"
+            problems.append(InputProblem(os.fspath(path), f"{why}: skipped", skipped=True))
+            return None
+        self.seen_dirs[key] = path
+        return path
 
 
-def expand(specs: list[str], recursive: bool = False, stdin: TextIO | None = None, exclude: tuple[Path, ...] = ()) -> tuple[list[InputItem], list[InputProblem]]:
-    """Expand command-line inputs; duplicates are dropped, order is that of the command line."""
+def _expand_one(spec: str, scanner: _Scanner) -> None:
+    found = scanner.found
+    path = Path(os.path.expanduser(spec))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if glob.has_magic(spec) and isinstance(exc, FileNotFoundError):
+            matches = sorted(glob.glob(os.path.expanduser(spec), recursive=scanner.recursive))
+            if not matches:
+                found.problems.append(InputProblem(os.fspath(spec), "no file matches this pattern"))
+            for match in matches:
+                _expand_one(match, scanner)  # each match is a real path: no magic left to expand
+            return
+        if isinstance(exc, FileNotFoundError) and not os.path.islink(path):
+            found.problems.append(InputProblem(os.fspath(spec), "no such file or directory"))
+        else:
+            found.problems.append(_stat_problem(path, exc))
+        return
+    stream = is_stream_name(spec) and not stat.S_ISREG(st.st_mode)
+    path = Path(spec) if stream else normalise(path)
+    if stat.S_ISDIR(st.st_mode):
+        scanner.scan(path, path, st)
+    elif stat.S_ISREG(st.st_mode) or stream:
+        found.pairs.append((InputItem(path, Path(), stream), path.parent))
+    else:
+        found.problems.append(InputProblem(os.fspath(spec), f"{kind_of(st.st_mode)}, not a regular file: only regular files are read"))
+
+
+def read_path_list(stdin: IO | None) -> list[str]:
+    """Paths from stdin, one per line. Bytes are read, so non-UTF-8 names survive exactly."""
+    stream = stdin or sys.stdin
+    raw = getattr(stream, "buffer", None)
+    if raw is not None:
+        lines = [os.fsdecode(line.rstrip(b"\r\n")) for line in raw.read().split(b"\n")]
+    else:  # a text stream without bytes underneath (tests, embedding callers)
+        lines = [line.rstrip("\r\n") for line in stream.read().split("\n")]
+    return [line for line in lines if line.strip()]
+
+
+def expand(
+    specs: list[str],
+    recursive: bool = False,
+    stdin: IO | None = None,
+    exclude: tuple[Path, ...] = (),
+    follow_symlinks: bool = False,
+) -> tuple[list[InputItem], list[InputProblem]]:
+    """Expand command-line inputs; a file met twice (under any name) is kept once, order is that
+    of the command line; `exclude` paths (the output folder, earlier outputs) are never inputs."""
     wanted: list[str] = []
     for spec in specs:
-        if spec == "-":
-            wanted += [line.rstrip("\r\n") for line in (stdin or sys.stdin) if line.strip()]
-        else:
-            wanted.append(spec)
-    excluded = {p.absolute() for p in exclude}
-    pairs: list[tuple[Path, Path]] = []
-    problems: list[InputProblem] = []
+        wanted += read_path_list(stdin) if spec == "-" else [spec]
+    found = _Found([], [])
+    scanner = _Scanner(recursive, follow_symlinks, {normalise(p) for p in exclude}, found)
     for spec in wanted:
-        found, bad = _expand_one(spec, recursive, excluded)
-        pairs += found
-        problems += bad
+        _expand_one(spec, scanner)
+    pairs = [(item, anchor) for item, anchor in found.pairs if item.path not in scanner.exclude]
     if not pairs:
-        return [], problems
-    common = Path(os.path.commonpath([str(anchor) for _, anchor in pairs]))
-    seen: set[Path] = set()
+        return [], found.problems
+    common = Path(os.path.commonpath([os.fspath(anchor) for _, anchor in pairs]))
+    seen: set[str] = set()
     items = []
-    for path, _ in pairs:
-        if path not in seen:
-            seen.add(path)
-            items.append(InputItem(path, path.relative_to(common)))
-    return items, problems
+    for item, _ in pairs:
+        identity = os.fspath(item.path) if item.stream else os.path.realpath(item.path)
+        if identity not in seen:
+            seen.add(identity)
+            items.append(InputItem(item.path, item.path.relative_to(common), item.stream))
+    return items, found.problems

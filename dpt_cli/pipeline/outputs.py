@@ -6,16 +6,22 @@ from the extension. `-o DIR` mirrors the input tree under DIR: `photos/a/b.jpg` 
 start at the deepest folder common to all inputs. When two inputs would share an output name
 (`a.jpg` and `a.png` in one folder), each of them keeps its extension in the name instead
 (`a.jpg.png`, `a.png.png`); the choice depends only on the names, never on processing order.
+
+Every planned output is checked, not assumed, to lie inside `-o` both as written and after
+resolving symbolic links in its folders, and never to be one of the inputs.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SEGMENTATION
 from ..errors import UsageError
+from ..text import shown
+from .atomic import NAME_MAX
 from .inputs import InputItem
 
 DEPTH_SUFFIXES = {
@@ -30,6 +36,7 @@ DEPTH_SUFFIXES = {
 SEGMENT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.png"}
 SINGLE_FILE_SUFFIXES = {".png", ".npy", ".pfm", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
 MANIFEST = "dpt-run.json"
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 
 @dataclass(frozen=True)
@@ -58,18 +65,19 @@ def _single_format(task: str, output: Path, bits: int, side_by_side: bool) -> st
 
 def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bits: int = 16, side_by_side: bool = False, overlay: bool = False) -> Plan:
     if is_single_file(output):
-        if len(items) != 1:
-            raise UsageError(f"-o {output} names one file but there are {len(items)} inputs; give a directory")
+        if len(items) > 1:
+            raise UsageError(f"-o {shown(output)} names one file but there are {len(items)} inputs; give a directory")
         outputs = {_single_format(task, output, bits, side_by_side): output}
         if overlay:
             outputs["overlay"] = output.with_name(output.stem + SEGMENT_SUFFIXES["overlay"])
-        planned = [outputs]
+        planned = [outputs] if items else []  # no input left: the run only reports the problems
         manifest = output.parent / MANIFEST
     else:
         if output.exists() and not output.is_dir():
-            raise UsageError(f"-o {output}: exists and is not a directory (for one output file, use an extension such as .png)")
+            raise UsageError(f"-o {shown(output)}: exists and is not a directory (for one output file, use an extension such as .png)")
         planned = _mirror(items, output, _dir_formats(task, formats, bits, side_by_side, overlay), task)
         manifest = output / MANIFEST
+        _check_inside(planned, output)
     _refuse_input_overwrite(items, planned, manifest)
     return Plan(planned, manifest, is_single_file(output))
 
@@ -107,9 +115,44 @@ def _mirror(items: list[InputItem], root: Path, formats: list[str], task: str) -
     raise UsageError("cannot give every input a distinct output name; rename the inputs")
 
 
+def name_problem(path: Path) -> str | None:
+    """Why `path` cannot be created whatever the disk says (a name too long), or None."""
+    name, whole = len(os.fsencode(path.name)), len(os.fsencode(os.fspath(path)))
+    if name > NAME_MAX:
+        return f"output name too long ({name} bytes; a file name holds at most {NAME_MAX})"
+    if whole >= PATH_MAX:
+        return f"output path too long ({whole} bytes; a path holds at most {PATH_MAX - 1})"
+    return None
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_inside(planned: list[dict[str, Path]], root: Path) -> None:
+    """Every output lies under `root`, lexically and once symbolic links in its folders are
+    resolved (a link inside -o to elsewhere must not carry writes out of it)."""
+    lexical_root = os.path.normpath(os.path.abspath(root))
+    real_root = os.path.realpath(root)
+    real_dirs: dict[str, str] = {}
+    for outs in planned:
+        for p in outs.values():
+            lexical = os.path.normpath(os.path.abspath(p))
+            folder = os.path.dirname(lexical)
+            if folder not in real_dirs:
+                real_dirs[folder] = os.path.realpath(folder)
+            if not (_under(lexical, lexical_root) and _under(real_dirs[folder], real_root)):
+                raise UsageError(f"{shown(p)}: would be written outside -o {shown(root)} (through '..' or a symbolic link); refusing")
+
+
+def _real(path: Path) -> str:
+    """The path a write to `path` would replace: its folder resolved, its own name kept."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
 def _refuse_input_overwrite(items: list[InputItem], planned: list[dict[str, Path]], manifest: Path) -> None:
-    inputs = {item.path.resolve() for item in items}
+    inputs = {os.path.realpath(item.path) for item in items} | {_real(item.path) for item in items}
     for outs in planned:
         for p in list(outs.values()) + [manifest]:
-            if p.resolve() in inputs:
-                raise UsageError(f"output {p} is one of the inputs: refusing to overwrite it")
+            if _real(p) in inputs or os.path.realpath(p) in inputs:
+                raise UsageError(f"output {shown(p)} is one of the inputs: refusing to overwrite it")

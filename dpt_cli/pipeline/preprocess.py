@@ -17,9 +17,11 @@ import torch
 
 from ..config import SEGMENTATION
 from ..errors import DPTError
+from ..limits import MAX_NETWORK_SIDE
 from .resample import resize
 
 MULTIPLE = 32
+MAX_SIDE = MAX_NETWORK_SIDE  # checked per photo before any allocation (see dpt_cli.limits)
 BICUBIC, BILINEAR = 3, 2  # PIL resample codes, as preprocessor_config.json stores them
 
 
@@ -51,9 +53,18 @@ class Preprocess:
         # original could produce 0 for extreme aspect ratios and crash)
         return max(self.multiple, int(np.round(x / self.multiple)) * self.multiple)
 
-    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) float 0..1 -> normalised (3, h, w) float32 network input."""
+    def __call__(self, rgb: np.ndarray, name: str = "image") -> torch.Tensor:
+        """(H, W, 3) float 0..1 -> normalised (3, h, w) float32 network input.
+
+        Raises DPTError (naming `name`) when the photo's shape needs a side over MAX_SIDE:
+        keep-aspect scaling of a very elongated photo can ask for 384x128000.
+        """
         h, w = self.network_size(*rgb.shape[:2])
+        if max(h, w) > MAX_SIDE:
+            raise DPTError(
+                f"{name}: its {rgb.shape[0]}x{rgb.shape[1]} shape needs a {h}x{w} network input, over the "
+                f"{MAX_SIDE} limit; use --no-keep-aspect or a smaller --size"
+            )
         x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
         if (h, w) != tuple(x.shape[-2:]):
             x = resize(x, (h, w), cubic=self.resample == BICUBIC)

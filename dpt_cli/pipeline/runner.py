@@ -1,16 +1,19 @@
 """The batch runner: decode in worker threads, infer in same-size batches, write in worker threads.
 
-Memory stays bounded whatever the folder size: at most `window` images are decoded ahead, at most
-`2 * batch_size` wait for a batch, and at most `window` results wait to be written. A bad input
-fails alone; an interrupted run finishes the files being written (atomically) and records the rest
-as interrupted.
+Memory stays bounded whatever the folder size and the photos' sizes: at most `window` images are
+read ahead, and the photos in flight (from decoding to written) hold at most `pixel_budget`
+pixels between them (see `budget`); a photo larger than that runs alone. A bad input fails alone.
+The manifest always matches the disk: each writer thread marks its input done only after its last
+file is renamed into place, and an interruption (Ctrl-C, SIGTERM, any number of times) lets the
+writes in flight finish before the rest are recorded as interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,14 +23,19 @@ import torch
 
 from ..config import SEGMENTATION
 from ..errors import DPTError
+from ..interrupts import interrupt_once
 from ..model import DPT
-from . import colormaps, writers
-from .images import decode, to_uint8
+from ..text import shown
+from .budget import PixelBudget, Stopped
+from .encoding import write_depth, write_segmentation
+from .images import decode_image, to_uint8
 from .inputs import InputItem, InputProblem
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
-from .outputs import Plan
+from .outputs import Plan, name_problem
 from .postprocess import depth_to_size, labels_to_size
 from .preprocess import Preprocess
+
+PIXEL_BUDGET = 64_000_000  # photos in flight, in pixels: ~20 bytes each at the peak of their stages
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Options:
     workers: int = 4
     skip_existing: bool = False
     overwrite: bool = False
+    pixel_budget: int | None = None  # None: PIXEL_BUDGET
 
 
 @dataclass
@@ -64,57 +73,75 @@ class _Prepared:
     tensor: torch.Tensor
     size: tuple[int, int]
     photo: Optional[np.ndarray]
+    granted: int  # pixels taken from the budget, given back once written or failed
 
 
 class Runner:
-    def __init__(self, model: DPT, preprocess: Preprocess, device: torch.device, dtype: torch.dtype, info: RunInfo, options: Options) -> None:
+    def __init__(self, model: DPT | None, preprocess: Preprocess, device: torch.device, dtype: torch.dtype, info: RunInfo, options: Options) -> None:
+        """`model` may be None when there is nothing to infer (every input failed to expand)."""
         self.model, self.preprocess, self.device, self.dtype = model, preprocess, device, dtype
         self.info, self.options = info, options
-        self.task = model.config.task
-        self.metric = model.config.is_metric
+        self.task = info.task
 
     def run(self, items: list[InputItem], plan: Plan, problems: list[InputProblem], report: Report = lambda r: None) -> Summary:
         start = time.perf_counter()
         summary = Summary()
         records = summary.records
-        for p in problems:
-            records.append(FileRecord(input=p.path, status=FAILED, error=f"{p.path}: {p.error}"))
-            report(records[-1])
+        records += [_problem_record(p) for p in problems]
         base = len(records)
         records += [FileRecord(input=str(item.path), outputs=[str(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
-        self._targets = [self._targets_of(outs, records[base + i], report) for i, outs in enumerate(plan.outputs)]
-        todo = [i for i, targets in enumerate(self._targets) if targets]
         self._items, self._records, self._report = items, records[base:], report
-        try:
-            self._process(todo)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            for r in records:
-                if r.status == PENDING:
-                    r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
-            summary.seconds = time.perf_counter() - start
-            if items or problems:
-                try:
-                    write_manifest(plan.manifest, self.info, records, summary.interrupted)
-                except OSError as exc:
-                    raise DPTError(f"{plan.manifest}: cannot write the run manifest ({exc.strerror or exc})") from None
+        with interrupt_once() as interrupts:
+            self._stop = interrupts.stop
+            try:
+                if interrupts.stop.is_set():
+                    raise KeyboardInterrupt  # a signal before the run began (swallowed by an import)
+                for r in records[:base]:
+                    report(r)
+                self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
+                self._process([i for i, targets in enumerate(self._targets) if targets])
+            except (KeyboardInterrupt, Stopped):
+                summary.interrupted = True
+            finally:
+                summary.interrupted |= interrupts.count > 0
+                for r in records:
+                    if r.status == PENDING:
+                        r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
+                summary.seconds = time.perf_counter() - start
+                self._write_manifest(plan, records, summary)
         return summary
 
-    def _targets_of(self, outs: dict[str, Path], record: FileRecord, report: Report) -> dict[str, Path]:
+    def _write_manifest(self, plan: Plan, records: list[FileRecord], summary: Summary) -> None:
+        if not records:
+            return
+        for _ in range(2):  # a first interrupt may land during the write; later ones do not raise
+            try:
+                write_manifest(plan.manifest, self.info, records, summary.interrupted)
+                return
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            except OSError as exc:
+                raise DPTError(f"{shown(plan.manifest)}: cannot write the run manifest ({exc.strerror or exc})") from None
+
+    def _targets_of(self, outs: dict[str, Path], record: FileRecord) -> dict[str, Path]:
         """The outputs to write for one input: none when it is skipped or refused."""
-        missing = {f: p for f, p in outs.items() if not p.exists()}
+        refused = next(((p, why) for p in outs.values() if (why := name_problem(p))), None)
+        if refused:
+            record.status, record.error = FAILED, f"{shown(refused[0])}: {refused[1]}"
+            self._report(record)
+            return {}
+        missing = {f: p for f, p in outs.items() if not os.path.exists(p)}
         if len(missing) == len(outs) or self.options.overwrite:
             return dict(outs)
-        if self.options.skip_existing:
+        elif self.options.skip_existing:
             if missing:  # a run interrupted between two outputs of this input: finish it
                 return missing
             record.status = SKIPPED
         else:
-            existing = next(p for p in outs.values() if p.exists())
+            existing = next(p for p in outs.values() if p not in missing.values())
             record.status = FAILED
-            record.error = f"{existing}: output exists (use --overwrite to replace it, or --skip-existing)"
-        report(record)
+            record.error = f"{shown(existing)}: output exists (use --overwrite to replace it, or --skip-existing)"
+        self._report(record)
         return {}
 
     # --- the engine --------------------------------------------------------------------------
@@ -122,132 +149,157 @@ class Runner:
     def _process(self, todo: list[int]) -> None:
         opts = self.options
         window = max(2, opts.workers) * 2 + opts.batch_size
+        self._budget = PixelBudget(opts.pixel_budget or PIXEL_BUDGET, self._stop)
         needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
-        with ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read") as readers, ThreadPoolExecutor(2, thread_name_prefix="dpt-write") as writers_pool:
-            reading: deque[tuple[int, Future]] = deque()
-            writing: deque[tuple[int, Future]] = deque()
-            buckets: dict[tuple[int, int], list[_Prepared]] = {}
-            queue = iter(todo)
-            try:
-                while True:
-                    for i in queue:
-                        reading.append((i, readers.submit(self._prepare, i, needs_photo)))
-                        if len(reading) >= window:
-                            break
-                    if not reading:
+        readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read")
+        writers_pool = ThreadPoolExecutor(2, thread_name_prefix="dpt-write")
+        reading: deque[tuple[int, Future]] = deque()
+        writing: deque[Future] = deque()
+        buckets: dict[tuple[int, int], list[_Prepared]] = {}
+        queue = iter(todo)
+        try:
+            while True:
+                for i in queue:
+                    reading.append((i, readers.submit(self._prepare, i, self._budget.ticket(), needs_photo)))
+                    if len(reading) >= window:
                         break
-                    i, future = reading.popleft()
-                    try:
-                        prepared = future.result()
-                    except DPTError as exc:
-                        self._fail(i, exc)
-                        continue
-                    key = tuple(prepared.tensor.shape[-2:])
-                    buckets.setdefault(key, []).append(prepared)
-                    if len(buckets[key]) >= opts.batch_size:
-                        self._infer(buckets.pop(key), writers_pool, writing)
-                    elif sum(map(len, buckets.values())) >= 2 * opts.batch_size:
-                        largest = max(buckets, key=lambda k: len(buckets[k]))
-                        self._infer(buckets.pop(largest), writers_pool, writing)
-                    self._collect(writing, limit=window)
-                for key in list(buckets):
+                if not reading:
+                    break
+                i, future = reading.popleft()
+                self._await(future, buckets, writers_pool, writing)
+                try:
+                    prepared = future.result()
+                except DPTError as exc:
+                    self._fail(i, exc)
+                    continue
+                key = tuple(prepared.tensor.shape[-2:])
+                buckets.setdefault(key, []).append(prepared)
+                if len(buckets[key]) >= opts.batch_size:
                     self._infer(buckets.pop(key), writers_pool, writing)
-                self._collect(writing, limit=0)
-            except BaseException:
-                for _, f in reading:
-                    f.cancel()
-                # in-flight writes complete (atomically) and are recorded before we stop
-                self._collect(writing, limit=0)
-                raise
+                elif sum(map(len, buckets.values())) >= 2 * opts.batch_size:
+                    largest = max(buckets, key=lambda k: len(buckets[k]))
+                    self._infer(buckets.pop(largest), writers_pool, writing)
+                self._collect(writing, limit=window)
+            self._flush(buckets, writers_pool, writing)
+            self._collect(writing, limit=0)
+        finally:
+            self._stop.set()  # readers waiting for their turn or on a stream give up
+            readers.shutdown(wait=True, cancel_futures=True)
+            # writes in flight complete (atomically) and record themselves; queued ones are dropped
+            writers_pool.shutdown(wait=True, cancel_futures=True)
+            for f in writing:
+                if f.done() and not f.cancelled():
+                    self._report(self._records[f.index])
 
-    def _prepare(self, i: int, needs_photo: bool) -> _Prepared:
-        rgb = decode(self._items[i].path)
-        tensor = self.preprocess(rgb)
-        return _Prepared(i, tensor, rgb.shape[:2], to_uint8(rgb) if needs_photo else None)
+    def _await(self, future: Future, buckets: dict, pool: ThreadPoolExecutor, writing: deque) -> None:
+        """Wait for the next photo; if it waits for pixels held by a partial batch, run that batch."""
+        while not future.done():
+            if self._budget.starved and buckets:
+                self._flush(buckets, pool, writing)
+            wait([future, *list(writing)[:1]], timeout=0.1, return_when=FIRST_COMPLETED)
+            self._collect(writing, limit=len(writing))
+
+    def _flush(self, buckets: dict, pool: ThreadPoolExecutor, writing: deque) -> None:
+        for key in list(buckets):
+            self._infer(buckets.pop(key), pool, writing)
+
+    def _prepare(self, i: int, ticket: int, needs_photo: bool) -> _Prepared:
+        item = self._items[i]
+        granted: list[int] = []
+
+        def admit(width: int, height: int) -> None:
+            granted.append(self._budget.acquire(ticket, width * height))
+
+        try:
+            decoded = decode_image(item.path, item.stream, self._stop, admit)
+            if decoded.frames > 1:
+                self._records[i].frames = decoded.frames
+            try:
+                tensor = self.preprocess(decoded.rgb, name=shown(item.path))
+                photo = to_uint8(decoded.rgb) if needs_photo else None
+            except (RuntimeError, MemoryError) as exc:  # out of memory for a very large photo
+                raise DPTError(f"{shown(item.path)}: cannot preprocess ({shown(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)})") from None
+            return _Prepared(i, tensor, decoded.rgb.shape[:2], photo, granted[0])
+        except BaseException:
+            if granted:
+                self._budget.release(granted[0])
+            else:
+                self._budget.skip(ticket)
+            raise
 
     def _infer(self, batch: list[_Prepared], pool: ThreadPoolExecutor, writing: deque) -> None:
         try:
             x = torch.stack([p.tensor for p in batch]).to(device=self.device, dtype=self.dtype)
             with torch.inference_mode():
                 y = self.model(x)
-                results = [
-                    labels_to_size(y[j], p.size) if self.task == SEGMENTATION else depth_to_size(y[j], p.size)
-                    for j, p in enumerate(batch)
-                ]
-        except (RuntimeError, ValueError) as exc:  # out of memory, unsupported dtype on device, ...
+                finite = torch.isfinite(y.reshape(len(batch), -1)).all(1).tolist()
+                results = [self._to_size(y[j], p.size) if finite[j] else None for j, p in enumerate(batch)]
+        except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, unsupported dtype on device, ...
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for p in batch:
-                self._fail(p.index, DPTError(f"{self._items[p.index].path}: inference failed ({message})"))
+                self._give_back(p)
+                self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: inference failed ({message})"))
             return
-        for p, result in zip(batch, results):
+        for j, (p, result) in enumerate(zip(batch, results)):
+            if result is None:
+                self._give_back(p)
+                self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: {_non_finite(y[j], self.dtype)}"))
+                continue
             record = self._records[p.index]
             record.input_size, record.network_size = list(p.size), list(batch[0].tensor.shape[-2:])
-            writing.append((p.index, pool.submit(self._write, p.index, result, p.photo)))
+            future = pool.submit(self._write, p, result)
+            future.index = p.index
+            writing.append(future)
+
+    def _to_size(self, y: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        return labels_to_size(y, size) if self.task == SEGMENTATION else depth_to_size(y, size)
+
+    def _give_back(self, p: _Prepared) -> None:
+        self._budget.release(p.granted)
+        p.granted = 0
 
     def _collect(self, writing: deque, limit: int) -> None:
-        """Record finished writes; block on the oldest while more than `limit` are pending."""
-        while writing and (len(writing) > limit or writing[0][1].done()):
-            i, future = writing.popleft()
-            try:
-                future.result()
-            except DPTError as exc:
-                self._fail(i, exc)
-                continue
-            except OSError as exc:
-                self._fail(i, DPTError(f"{exc.filename or self._items[i].path}: cannot write ({exc.strerror or exc})"))
-                continue
-            except Exception as exc:  # an encoder's surprise fails this file, not the run
-                self._fail(i, DPTError(f"{self._items[i].path}: cannot write outputs ({type(exc).__name__}: {exc})"))
-                continue
-            self._records[i].status = OK
-            self._report(self._records[i])
+        """Report finished writes; block on the oldest while more than `limit` are pending."""
+        while writing and (len(writing) > limit or writing[0].done()):
+            future = writing.popleft()
+            future.result()  # _write records its own outcome; this only waits
+            self._report(self._records[future.index])
 
     def _fail(self, i: int, exc: Exception) -> None:
         record = self._records[i]
-        record.status, record.error = FAILED, str(exc)
+        record.status, record.error = FAILED, shown(exc)
         self._report(record)
 
     # --- encoding (worker threads) -----------------------------------------------------------
 
-    def _write(self, i: int, result: np.ndarray, photo: np.ndarray | None) -> None:
-        outs = self._targets[i]
-        if self.task == SEGMENTATION:
-            self._write_segmentation(i, result, photo, outs)
-        else:
-            self._write_depth(i, result, photo, outs)
-
-    def _write_depth(self, i: int, depth: np.ndarray, photo: np.ndarray | None, outs: dict[str, Path]) -> None:
-        lo, hi = self.options.value_range or (float(depth.min()), float(depth.max()))
-        unit = writers.normalise(depth, lo, hi)
-        record = self._records[i]
-        record.min, record.max = lo, hi
-        # pictures show nearness brightest: metric depth (metres, larger is farther) is reversed
-        picture = None
-        for fmt, path in outs.items():
-            if fmt in ("png16", "png8"):
-                writers.write_png(unit, path, 16 if fmt == "png16" else 8)
-            elif fmt == "npy":
-                writers.write_npy(depth, path)
-            elif fmt == "pfm":
-                writers.write_pfm(depth, path)
-            elif fmt == "tiff":
-                writers.write_tiff(depth, path)
+    def _write(self, p: _Prepared, result: np.ndarray) -> None:
+        """Write one input's outputs and record the outcome (ok only once every file is in place)."""
+        i, record, outs, opts = p.index, self._records[p.index], self._targets[p.index], self.options
+        try:
+            if self.task == SEGMENTATION:
+                write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
             else:
-                if picture is None:
-                    picture = colormaps.apply(1.0 - unit if self.metric else unit, self.options.colormap)
-                writers.write_picture(writers.side_by_side(photo, picture) if fmt == "side-by-side" else picture, path)
+                write_depth(result, p.photo, outs, record, opts.value_range, opts.colormap, self.model.config.is_metric)
+            record.status = OK
+        except DPTError as exc:
+            record.status, record.error = FAILED, shown(exc)
+        except OSError as exc:
+            where = exc.filename or self._items[i].path
+            record.status, record.error = FAILED, f"{shown(where)}: cannot write ({exc.strerror or exc})"
+        except Exception as exc:  # an encoder's surprise fails this file, not the run
+            record.status, record.error = FAILED, f"{shown(self._items[i].path)}: cannot write outputs ({type(exc).__name__}: {shown(exc)})"
+        finally:
+            self._give_back(p)
 
-    def _write_segmentation(self, i: int, labels: np.ndarray, photo: np.ndarray | None, outs: dict[str, Path]) -> None:
-        k = self.model.config.num_labels
-        names = self.model.config.id2label
-        for fmt, path in outs.items():
-            if fmt == "labels":
-                writers.write_labels(labels, path, k)
-            else:
-                writers.write_picture(writers.overlay(photo, labels, k, self.options.alpha), path)
-        counts = np.bincount(labels.reshape(-1), minlength=k)
-        present = np.flatnonzero(counts)
-        order = present[np.argsort(-counts[present], kind="stable")]
-        self._records[i].classes = [
-            {"id": int(c), "name": names.get(int(c), str(c)), "fraction": round(float(counts[c]) / labels.size, 6)} for c in order
-        ]
+
+def _problem_record(p: InputProblem) -> FileRecord:
+    message = f"{shown(p.path)}: {p.error}"
+    if p.skipped:
+        return FileRecord(input=p.path, status=SKIPPED, note=message)
+    return FileRecord(input=p.path, status=FAILED, error=message)
+
+
+def _non_finite(y: torch.Tensor, dtype: torch.dtype) -> str:
+    nan, inf = int(torch.isnan(y).sum()), int(torch.isinf(y).sum())
+    hint = " (float16 overflows: try --dtype bfloat16 or float32)" if dtype == torch.float16 else ""
+    return f"the model's output has {nan:,} NaN and {inf:,} infinite value(s) of {y.numel():,}: nothing written{hint}"

@@ -42,8 +42,12 @@ def write_png(unit: np.ndarray, path: Path, bits: int) -> None:
 
 
 def write_npy(depth: np.ndarray, path: Path) -> None:
+    # header, then the bytes through the file object: numpy's own tofile() reports a short write
+    # as "N requested and M written", hiding the OS reason (no space left on device, ...)
+    data = np.ascontiguousarray(depth, dtype=np.float32)
     with atomic_open(path) as f:
-        np.save(f, depth.astype(np.float32))
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(data))
+        f.write(memoryview(data).cast("B"))
 
 
 def write_pfm(depth: np.ndarray, path: Path) -> None:

@@ -1,0 +1,43 @@
+"""Paths and messages as text that is safe to print and to store as strict UTF-8 JSON.
+
+File names on Linux are bytes. Python hands them over as `str` with undecodable bytes smuggled in
+as lone surrogates (PEP 383), which a strict UTF-8 stream refuses, and a name may hold a newline
+or an escape sequence that would break the one-line error format or drive the terminal. `shown`
+renders any such text unambiguously on one line; `raw_b64` keeps the exact bytes where the
+readable form cannot.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    c = match.group(0)
+    return _NAMED.get(c) or f"\\x{ord(c):02x}"
+
+
+def shown(text: object) -> str:
+    """`text` (a str, a Path, anything) on one printable line: undecodable bytes as `\\xNN`,
+    control characters as `\\n`, `\\t`, `\\xNN`. Ordinary Unicode names are unchanged."""
+    s = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if isinstance(s, bytes):
+        s = s.decode("utf-8", "surrogateescape")
+    if any("\ud800" <= c <= "\udfff" for c in s):
+        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(_escape_control, s)
+
+
+def raw_b64(path: object) -> str | None:
+    """The base64 of a path's bytes when `shown` cannot give them back exactly, else None."""
+    raw = os.fsencode(os.fspath(path) if isinstance(path, os.PathLike) else str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii")
+    return None if shown(text) == text else base64.b64encode(raw).decode("ascii")
