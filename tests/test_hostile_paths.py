@@ -191,3 +191,30 @@ def test_a_name_over_the_limit_fails_naming_the_final_path(tiny, tmp_path):
     assert result.code == 1
     assert f"dpt: {tmp_path}/out/{stem}.side-by-side.png: output name too long (262 bytes" in result.err, result.err
     assert os.listdir(tmp_path / "out") == ["dpt-run.json"]  # and no temporary file left
+
+
+@pytest.mark.parametrize("where", ["output folder", "output file", "model", "info", "convert source"])
+def test_names_too_long_anywhere_on_the_command_line_are_one_line(tiny, tmp_path, where):
+    long = str(tmp_path / ("x" * 300))
+    src = str(photo(tmp_path / "a.png"))
+    args = {
+        "output folder": ("depth", src, "-o", long, "-m", tiny),
+        "output file": ("depth", src, "-o", long + ".png", "-m", tiny),
+        "model": ("depth", src, "-o", tmp_path / "o.png", "-m", long),
+        "info": ("info", long),
+        "convert source": ("convert", long + ".pt", "-o", tmp_path / "converted"),
+    }[where]
+    result = run_cli(*args)
+    assert result.code == 2, result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert "longer than 255 bytes" in result.err or "file name too long" in result.err
+
+
+def test_empty_paths_are_refused_not_taken_for_the_current_folder(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "a.png")
+    result = run_cli("depth", "a.png", "-o", "", "-m", tiny)
+    assert result.code == 2 and "-o: an empty path" in result.err
+    result = run_cli("depth", "", "-o", "out", "-m", tiny)
+    assert result.code == 1 and "dpt: '': an empty path names no file" in result.err
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "out"] and os.listdir(tmp_path / "out") == ["dpt-run.json"]

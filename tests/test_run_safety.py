@@ -188,10 +188,12 @@ def test_animated_input_uses_the_first_frame_and_says_so(tiny, tmp_path):
     assert strict_json(tmp_path / "dpt-run.json")["files"][0]["frames"] == 3
 
 
-def test_outputs_written_into_the_input_folder_are_never_inputs(tiny, tmp_path):
+def test_outputs_written_into_the_input_folder_are_never_inputs(tiny, tmp_path, monkeypatch):
     photo(tmp_path / "photos" / "a.jpg")
-    first = run_cli("depth", tmp_path / "photos", "-o", tmp_path / "photos", "-m", tiny)
+    monkeypatch.chdir(tmp_path)
+    first = run_cli("depth", "photos", "-o", "photos", "-m", tiny)  # relative names...
     assert first.code == 0, first.err
+    monkeypatch.chdir(tmp_path / "photos")  # ...read back from elsewhere
     again = run_cli("depth", tmp_path / "photos", "-o", tmp_path / "photos", "-m", tiny, "--skip-existing")
     assert again.code == 0, again.err
     records = strict_json(tmp_path / "photos" / "dpt-run.json")["files"]

@@ -55,6 +55,10 @@ def main() -> None:
         except DPTError as exc:
             print(f"dpt: error: {shown(exc)}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a path the checks did not foresee: still one line, no traceback
+            where = f"{shown(exc.filename)}: " if exc.filename else ""
+            print(f"dpt: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            sys.exit(1)
         except (KeyboardInterrupt, SystemExit) as exc:
             if isinstance(exc, SystemExit) and exc.code != 130:
                 raise

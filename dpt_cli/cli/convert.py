@@ -29,6 +29,9 @@ def convert(
     """
     if dtype not in DTYPES:
         raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+    from .loading import import_torch
+
+    import_torch()
     import torch
 
     from ..interrupts import raise_if_received

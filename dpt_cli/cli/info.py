@@ -12,9 +12,11 @@ def info(
 
     Exit status: 0, or 2 when MODEL cannot be found or used.
     """
+    from . import loading
+
+    loading.import_torch()
     from ..model.summary import describe
     from ..text import shown
-    from . import loading
 
     for key, value in describe(loading.load(loading.resolve_folder(model))).items():
         typer.echo(f"{key:<12} {shown(value)}")

@@ -25,3 +25,19 @@ def load(folder: Path, dtype=None, device="cpu"):
         raise
     except DPTError as exc:
         raise UsageError(str(exc)) from None
+
+
+def import_torch() -> None:
+    """Import torch and the modules built on it with Ctrl-C and SIGTERM held back until done.
+
+    A KeyboardInterrupt raised while torch's import runs Python code from C++ (pybind11) aborts
+    the whole process ("terminate called after throwing an instance of error_already_set") instead
+    of stopping it; held back, the signal is delivered right after the import and stops us cleanly.
+    """
+    from ..interrupts import deferred
+
+    with deferred():
+        import torch  # noqa: F401
+
+        from ..pipeline import runner  # noqa: F401
+        from ..weights import load  # noqa: F401

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,7 +10,7 @@ import typer
 from ..limits import MAX_BATCH_SIZE, MAX_NETWORK_SIDE, MAX_WORKERS
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, directories, glob patterns, - (one path per line on stdin) or /dev/stdin (one image's bytes). Only regular files are read.", show_default=False)]
-Output = Annotated[Path, typer.Option("-o", "--output", help="Output file (one input; format from its extension) or directory (mirrors the input tree).", show_default=False)]
+Output = Annotated[str, typer.Option("-o", "--output", metavar="PATH", help="Output file (one input; format from its extension) or directory (mirrors the input tree).", show_default=False)]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 or float16 on GPUs), float32, float16, bfloat16.")]

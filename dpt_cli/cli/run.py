@@ -24,7 +24,7 @@ MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
 def execute(
     task: str,
     inputs: list[str],
-    output: Path,
+    output: str,
     model_spec: Optional[str],
     *,
     recursive: bool,
@@ -41,6 +41,9 @@ def execute(
     quiet: bool,
 ) -> None:
     """Run one command end to end; raises typer.Exit with 0 (all ok), 1 (some failed) or 130."""
+    from . import loading
+
+    loading.import_torch()
     import torch
 
     from ..interrupts import raise_if_received
@@ -51,10 +54,12 @@ def execute(
     from ..pipeline.manifest import FAILED, RunInfo, recorded_outputs
     from ..pipeline.runner import Options, Runner
     from ..weights import hub
-    from . import loading
     from .report import Reporter
 
     raise_if_received()  # a Ctrl-C that an import swallowed still stops us
+    if not output:
+        raise UsageError("-o: an empty path names no file or folder (for the current folder, say -o .)")
+    output = Path(output)
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
     spec = model_spec or DEFAULT_MODELS[task]

@@ -148,6 +148,9 @@ class _Scanner:
 
 def _expand_one(spec: str, scanner: _Scanner) -> None:
     found = scanner.found
+    if not spec:
+        found.problems.append(InputProblem("''", "an empty path names no file (for the current folder, say .)"))
+        return
     path = Path(os.path.expanduser(spec))
     try:
         st = os.stat(path)

@@ -47,7 +47,7 @@ class Plan:
 
 
 def is_single_file(output: Path) -> bool:
-    return output.suffix.lower() in SINGLE_FILE_SUFFIXES and not output.is_dir()
+    return output.suffix.lower() in SINGLE_FILE_SUFFIXES and not os.path.isdir(output)
 
 
 def _single_format(task: str, output: Path, bits: int, side_by_side: bool) -> str:
@@ -64,6 +64,8 @@ def _single_format(task: str, output: Path, bits: int, side_by_side: bool) -> st
 
 
 def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bits: int = 16, side_by_side: bool = False, overlay: bool = False) -> Plan:
+    if any(len(os.fsencode(part)) > NAME_MAX for part in output.parts):
+        raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
     if is_single_file(output):
         if len(items) > 1:
             raise UsageError(f"-o {shown(output)} names one file but there are {len(items)} inputs; give a directory")
@@ -73,7 +75,7 @@ def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bi
         planned = [outputs] if items else []  # no input left: the run only reports the problems
         manifest = output.parent / MANIFEST
     else:
-        if output.exists() and not output.is_dir():
+        if os.path.lexists(output) and not os.path.isdir(output):
             raise UsageError(f"-o {shown(output)}: exists and is not a directory (for one output file, use an extension such as .png)")
         planned = _mirror(items, output, _dir_formats(task, formats, bits, side_by_side, overlay), task)
         manifest = output / MANIFEST

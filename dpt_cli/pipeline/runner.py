@@ -89,7 +89,7 @@ class Runner:
         records = summary.records
         records += [_problem_record(p) for p in problems]
         base = len(records)
-        records += [FileRecord(input=str(item.path), outputs=[str(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
+        records += [FileRecord(input=str(item.path), outputs=[os.path.abspath(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
         self._items, self._records, self._report = items, records[base:], report
         with interrupt_once() as interrupts:
             self._stop = interrupts.stop

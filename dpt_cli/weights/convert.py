@@ -137,7 +137,11 @@ def convert(
 ) -> Report:
     """Convert `src` (an isl-org .pt) into the folder `dst`; see the module docstring."""
     src, dst = Path(src), Path(dst)
-    if not src.is_file():
+    try:
+        found = src.is_file()
+    except OSError as exc:  # a name too long, ...
+        raise UsageError(f"{shown(src)}: {(exc.strerror or str(exc)).lower()}") from None
+    if not found:
         raise UsageError(f"{shown(src)}: no such file")
     # Before the slow read: a refused destination costs nothing and leaves the disk as it was.
     remove_stale(check_destination(src, dst, force))

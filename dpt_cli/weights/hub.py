@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
+from ..text import shown
 
 ALIASES = {
     "large": "Intel/dpt-large",
@@ -28,16 +29,20 @@ def resolve(spec: str) -> Path:
     read from the huggingface_hub cache, downloading only when the hub is reachable and allowed.
     """
     path = Path(spec).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long, a loop, ...: the spec cannot be a folder or an id
+        raise ModelNotFound(f"{shown(spec)}: {(exc.strerror or str(exc)).lower()}") from None
+    if exists:
         if not path.is_dir():
-            raise ModelNotFound(f"{spec}: a model must be a folder with {CONFIG} and weights, not a file")
+            raise ModelNotFound(f"{shown(spec)}: a model must be a folder with {CONFIG} and weights, not a file")
         if not (path / CONFIG).is_file():
-            raise ModelNotFound(f"{spec}: not a model folder (no {CONFIG})")
+            raise ModelNotFound(f"{shown(spec)}: not a model folder (no {CONFIG})")
         return path
     repo_id = ALIASES.get(spec, spec)
     if repo_id.count("/") != 1 or spec.startswith((".", "/", "~")):
         known = ", ".join(ALIASES)
-        raise ModelNotFound(f"{spec}: no such folder, and not a hub id (org/name) or an alias ({known})")
+        raise ModelNotFound(f"{shown(spec)}: no such folder, and not a hub id (org/name) or an alias ({known})")
     return _from_hub(repo_id)
 
 
