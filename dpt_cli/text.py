@@ -29,13 +29,22 @@ def shown(text: object) -> str:
     if isinstance(s, bytes):
         s = s.decode("utf-8", "surrogateescape")
     if any("\ud800" <= c <= "\udfff" for c in s):
-        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        s = "".join(_escape_surrogate(c) if "\ud800" <= c <= "\udfff" else c for c in s)
     return _CONTROL.sub(_escape_control, s)
+
+
+def _escape_surrogate(c: str) -> str:
+    # U+DC80..U+DCFF stand for the undecodable bytes 0x80..0xFF of a file name (PEP 383)
+    return f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
 
 
 def raw_b64(path: object) -> str | None:
     """The base64 of a path's bytes when `shown` cannot give them back exactly, else None."""
-    raw = os.fsencode(os.fspath(path) if isinstance(path, os.PathLike) else str(path))
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # a surrogate no file system byte stands for: keep it as UTF-16-ish
+        raw = text.encode("utf-8", "surrogatepass")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

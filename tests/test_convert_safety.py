@@ -214,3 +214,14 @@ def test_interrupts_wait_for_the_end_of_a_critical_step():
             reached = True
     assert reached
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_stale_partial_holding_the_source_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / f".out.partial-{dead_pid()}"
+    stale.mkdir()
+    (stale / "ck.pt").write_bytes(BOGUS)
+    (stale / "model.safetensors").write_bytes(b"half")
+    result = run_cli("convert", stale / "ck.pt", "-o", "out")
+    assert result.code == 1 and "not a readable" in result.err  # the source was read: still there
+    assert (stale / "ck.pt").read_bytes() == BOGUS and not (stale / "model.safetensors").exists()

@@ -80,7 +80,7 @@ def execute(
         raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
     plan = outputs.plan(task, items, output, formats, bits, side_by_side, overlay)
 
-    with OutputLock(out_dir):
+    with OutputLock(out_dir, shared=single):
         model = _load_checked(loading, folder, spec, task, precision, target) if items else None
         info = RunInfo(
             task=task,

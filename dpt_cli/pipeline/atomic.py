@@ -17,11 +17,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 _RANDOM, _SUFFIX = 8, ".partial"  # mkstemp adds 8 random characters
+TEMP_EXTRA = 2 + _RANDOM + len(_SUFFIX)  # bytes a temporary name may add to the final one
 
 
 def temporary_prefix(name: str) -> str:
     """`.NAME.` cut (at a byte boundary, kept exact as bytes) so the whole temporary name fits."""
-    room = NAME_MAX - 2 - _RANDOM - len(_SUFFIX)
+    room = NAME_MAX - TEMP_EXTRA
     raw = os.fsencode(name)[:room]
     return "." + os.fsdecode(raw) + "."
 

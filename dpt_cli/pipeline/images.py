@@ -27,6 +27,7 @@ from .reading import InputError, open_input
 ImageError = InputError  # one input that cannot be used; the batch goes on without it
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+MAX_FRAMES_COUNTED = 1000
 
 # Pillow warns between MAX_IMAGE_PIXELS and twice that; `decode` checks the limit itself and makes
 # it an error. (warnings.catch_warnings cannot do this per call: it is not thread-safe.)
@@ -81,7 +82,7 @@ def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and im.width * im.height > limit:
                 raise Image.DecompressionBombError(f"{im.width * im.height} pixels")
-            frames = getattr(im, "n_frames", 1)
+            frames = count_frames(im)
             if admit is not None:
                 admit(im.width, im.height)
             im.load()
@@ -100,7 +101,29 @@ def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -
     except (OSError, SyntaxError, ValueError, MemoryError) as exc:
         detail = shown(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
         raise ImageError(f"{name}: cannot decode ({detail})") from None
+    except Exception as exc:  # a decoder's surprise on a malformed file (KeyError, TypeError, ...)
+        raise ImageError(f"{name}: cannot decode ({type(exc).__name__}: {shown(exc)})") from None
     return Decoded(rgb, frames)
+
+
+def count_frames(im: Image.Image, cap: int = MAX_FRAMES_COUNTED) -> int:
+    """Frames in an animated or multi-page file, counted up to `cap` (counting walks the file:
+    bounded, a hostile GIF of millions of frames costs no more than `cap`); 1 for still images
+    or when a malformed later frame stops the count. Leaves `im` on its first frame."""
+    if not getattr(im, "is_animated", False):
+        return 1
+    count = 1
+    try:
+        while count < cap:
+            im.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    except Exception:  # a malformed later frame: the first one may still be fine
+        pass
+    finally:
+        im.seek(0)
+    return count
 
 
 def to_rgb_float(im: Image.Image) -> np.ndarray:

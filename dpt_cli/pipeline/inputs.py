@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..errors import UsageError
 from ..text import shown
+from .globbing import expand_pattern
 from .images import is_image
 from .reading import is_stream_name, kind_of, open_reason
 
+PATH_LIST_LIMIT = 256 << 20  # bytes of paths read from stdin (a million long paths)
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
     ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".tga", ".ico", ".dib",
@@ -74,7 +77,8 @@ def _stat_problem(path: Path, exc: OSError) -> InputProblem:
 class _Scanner:
     """Walks directories iteratively (no recursion limit) in sorted, depth-first order."""
 
-    def __init__(self, recursive: bool, follow_symlinks: bool, exclude: set[Path], found: _Found) -> None:
+    def __init__(self, recursive: bool, follow_symlinks: bool, exclude: set[str], found: _Found) -> None:
+        """`exclude`: real paths (os.path.realpath) of files and folders that are never inputs."""
         self.recursive, self.follow = recursive, follow_symlinks
         self.exclude, self.found = exclude, found
         self.seen_dirs: dict[tuple[int, int], Path] = {}
@@ -96,12 +100,15 @@ class _Scanner:
             return []
         # real folders before links: a tree reached both ways keeps its own name
         entries.sort(key=lambda e: e.is_symlink())
+        real_folder = os.path.realpath(folder)
         subfolders = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue  # hidden files, and our own temporary files
             path = folder / entry.name
-            if path not in self.exclude:
+            # compared by real path: the folder may have been named through a symbolic link
+            real = os.path.realpath(path) if entry.is_symlink() else os.path.join(real_folder, entry.name)
+            if real not in self.exclude:
                 sub = self._entry(entry, path, anchor)
                 if sub is not None:
                     subfolders.append(sub)
@@ -148,6 +155,9 @@ class _Scanner:
 
 def _expand_one(spec: str, scanner: _Scanner) -> None:
     found = scanner.found
+    if "\0" in spec:
+        found.problems.append(InputProblem(spec.replace("\0", "\\0"), "a file name cannot hold a NUL byte"))
+        return
     if not spec:
         found.problems.append(InputProblem("''", "an empty path names no file (for the current folder, say .)"))
         return
@@ -156,7 +166,7 @@ def _expand_one(spec: str, scanner: _Scanner) -> None:
         st = os.stat(path)
     except OSError as exc:
         if glob.has_magic(spec) and isinstance(exc, FileNotFoundError):
-            matches = sorted(glob.glob(os.path.expanduser(spec), recursive=scanner.recursive))
+            matches = expand_pattern(spec, scanner.recursive, scanner.follow)
             if not matches:
                 found.problems.append(InputProblem(os.fspath(spec), "no file matches this pattern"))
             for match in matches:
@@ -177,14 +187,17 @@ def _expand_one(spec: str, scanner: _Scanner) -> None:
         found.problems.append(InputProblem(os.fspath(spec), f"{kind_of(st.st_mode)}, not a regular file: only regular files are read"))
 
 
-def read_path_list(stdin: IO | None) -> list[str]:
+def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT) -> list[str]:
     """Paths from stdin, one per line. Bytes are read, so non-UTF-8 names survive exactly."""
     stream = stdin or sys.stdin
     raw = getattr(stream, "buffer", None)
+    data = (raw or stream).read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"-: the path list on stdin is over {limit >> 20} MiB; give folders or patterns instead")
     if raw is not None:
-        lines = [os.fsdecode(line.rstrip(b"\r\n")) for line in raw.read().split(b"\n")]
+        lines = [os.fsdecode(line.rstrip(b"\r\n")) for line in data.split(b"\n")]
     else:  # a text stream without bytes underneath (tests, embedding callers)
-        lines = [line.rstrip("\r\n") for line in stream.read().split("\n")]
+        lines = [line.rstrip("\r\n") for line in data.split("\n")]
     return [line for line in lines if line.strip()]
 
 
@@ -201,10 +214,10 @@ def expand(
     for spec in specs:
         wanted += read_path_list(stdin) if spec == "-" else [spec]
     found = _Found([], [])
-    scanner = _Scanner(recursive, follow_symlinks, {normalise(p) for p in exclude}, found)
+    scanner = _Scanner(recursive, follow_symlinks, {os.path.realpath(p) for p in exclude}, found)
     for spec in wanted:
         _expand_one(spec, scanner)
-    pairs = [(item, anchor) for item, anchor in found.pairs if item.path not in scanner.exclude]
+    pairs = [(item, anchor) for item, anchor in found.pairs if item.stream or os.path.realpath(item.path) not in scanner.exclude]
     if not pairs:
         return [], found.problems
     common = Path(os.path.commonpath([os.fspath(anchor) for _, anchor in pairs]))

@@ -25,11 +25,16 @@ LOCK_NAME = "dpt-run.lock"
 
 
 class OutputLock:
-    """Hold `folder`'s lock for the duration of a `with` block (creates the folder)."""
+    """Hold `folder`'s lock for the duration of a `with` block (creates the folder).
 
-    def __init__(self, folder: Path) -> None:
+    `shared`: runs that each write one named file (`-o out/a.png`, often many in parallel, as
+    `xargs -P` does) share the folder with each other, and are excluded only by a folder run.
+    """
+
+    def __init__(self, folder: Path, shared: bool = False) -> None:
         self.folder = folder
         self.path = folder / LOCK_NAME
+        self.shared = shared
         self.fd = -1
 
     def __enter__(self) -> "OutputLock":
@@ -48,23 +53,29 @@ class OutputLock:
         while True:
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not self._still_ours(fd):  # its holder was just releasing it: try again
+                    os.close(fd)
+                    continue
                 holder = _read(fd)
                 os.close(fd)
-                raise UsageError(f"{shown(self.folder)}: another dpt run is writing here ({holder}); wait for it, or choose another -o") from None
+                raise UsageError(f"{shown(self.folder)}: {holder}; wait for it, or choose another -o") from None
             except OSError:  # no flock on this file system: fall back to the pid it records
                 self._by_pid(fd)
             if self._still_ours(fd):
                 break
             os.close(fd)  # the file was removed by its releasing holder between open and flock
         self.fd = fd
-        self._record()
+        if not self.shared:
+            self._record()
 
     def release(self) -> None:
         if self.fd < 0:
             return
         try:
+            if self.shared:  # the last of the sharing runs removes the file
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.unlink(self.path)  # while still holding it: the next taker re-checks the inode
         except OSError:
             pass
@@ -84,6 +95,8 @@ class OutputLock:
             return False
 
     def _by_pid(self, fd: int) -> None:
+        if self.shared:
+            return
         try:
             pid = int(json.loads(os.pread(fd, 4096, 0) or b"{}").get("pid", 0))
         except (ValueError, AttributeError):
@@ -91,7 +104,7 @@ class OutputLock:
         if pid and pid != os.getpid() and _alive(pid):
             holder = _read(fd)
             os.close(fd)
-            raise UsageError(f"{shown(self.folder)}: another dpt run is writing here ({holder}); wait for it, or choose another -o")
+            raise UsageError(f"{shown(self.folder)}: {holder}; wait for it, or choose another -o")
 
     def _record(self) -> None:
         info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": [shown(a) for a in sys.argv]}
@@ -105,11 +118,15 @@ class OutputLock:
 
 
 def _read(fd: int) -> str:
+    """Who holds the lock, in words, from what the holder recorded."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0))
-        return f"pid {info['pid']}, started {info['started']}: {' '.join(info['command'])}"
+        data = os.pread(fd, 4096, 0)
+        if not data:  # shared holders record nothing
+            return "dpt runs writing single files (-o FILE) are writing here"
+        info = json.loads(data)
+        return f"another dpt run is writing here (pid {info['pid']}, started {info['started']}: {' '.join(info['command'])})"
     except (OSError, ValueError, KeyError, TypeError):
-        return "pid unknown"
+        return "another dpt run is writing here (pid unknown)"
 
 
 def _alive(pid: int) -> bool:

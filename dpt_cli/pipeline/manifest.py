@@ -73,6 +73,8 @@ def _record(r: FileRecord) -> dict:
     for key in ("error", "note"):
         if doc.get(key) is not None:
             doc[key] = shown(doc[key])
+    for c in doc.get("classes") or ():
+        c["name"] = shown(c["name"])  # names come from the model's config: any text at all
     if raw := raw_b64(r.input):
         doc["input_b64"] = raw
     raws = [raw_b64(o) for o in r.outputs]

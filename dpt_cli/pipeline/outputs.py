@@ -21,7 +21,7 @@ from pathlib import Path
 from ..config import SEGMENTATION
 from ..errors import UsageError
 from ..text import shown
-from .atomic import NAME_MAX
+from .atomic import NAME_MAX, TEMP_EXTRA
 from .inputs import InputItem
 
 DEPTH_SUFFIXES = {
@@ -122,8 +122,8 @@ def name_problem(path: Path) -> str | None:
     name, whole = len(os.fsencode(path.name)), len(os.fsencode(os.fspath(path)))
     if name > NAME_MAX:
         return f"output name too long ({name} bytes; a file name holds at most {NAME_MAX})"
-    if whole >= PATH_MAX:
-        return f"output path too long ({whole} bytes; a path holds at most {PATH_MAX - 1})"
+    if whole + TEMP_EXTRA >= PATH_MAX:  # its temporary sibling must fit too
+        return f"output path too long ({whole} bytes; dpt writes paths of at most {PATH_MAX - 1 - TEMP_EXTRA})"
     return None
 
 

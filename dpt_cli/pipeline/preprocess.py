@@ -9,6 +9,7 @@ and no antialiasing (OpenCV's INTER_CUBIC, see `resample`) on float 0..1 pixels,
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from ..config import SEGMENTATION
 from ..errors import DPTError
 from ..limits import MAX_NETWORK_SIDE
+from ..text import shown
 from .resample import resize
 
 MULTIPLE = 32
@@ -80,27 +82,51 @@ def original(task: str) -> Preprocess:
 
 
 def from_folder(folder: Path, task: str) -> Preprocess:
-    """A model folder's preprocessor_config.json (transformers' DPTImageProcessor fields)."""
+    """A model folder's preprocessor_config.json (transformers' DPTImageProcessor fields).
+
+    Checked before use: sizes within 1..MAX_SIDE, three finite means and three finite non-zero
+    standard deviations; anything else is one DPTError naming the file and the field.
+    """
     path = folder / "preprocessor_config.json"
     if not path.is_file():
         return original(task)
     try:
+        if path.stat().st_size > 1 << 20:
+            raise ValueError("over 1 MB")
         cfg = json.loads(path.read_text(encoding="utf-8"))
-        size = cfg.get("size", 384)
-        if isinstance(size, dict):
-            size = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
-        elif isinstance(size, int):
-            size = (size, size)
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+        normalize = cfg.get("do_normalize", True)
         return Preprocess(
-            size=(int(size[0]), int(size[1])),
+            size=_size(cfg.get("size", 384)),
             keep_aspect=bool(cfg.get("keep_aspect_ratio", False)),
             multiple=MULTIPLE,  # the network needs multiples of 32 whatever the file says
             resample=BICUBIC if cfg.get("resample", BICUBIC) == BICUBIC else BILINEAR,
-            mean=tuple(cfg.get("image_mean", (0.5,) * 3)) if cfg.get("do_normalize", True) else (0.0,) * 3,
-            std=tuple(cfg.get("image_std", (0.5,) * 3)) if cfg.get("do_normalize", True) else (1.0,) * 3,
+            mean=_triple(cfg.get("image_mean", 0.5), "image_mean") if normalize else (0.0,) * 3,
+            std=_triple(cfg.get("image_std", 0.5), "image_std", nonzero=True) if normalize else (1.0,) * 3,
         )
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DPTError(f"{path}: unusable preprocessor config ({exc})") from None
+    except (ValueError, KeyError, TypeError, IndexError, OSError, RecursionError) as exc:
+        raise DPTError(f"{shown(path)}: unusable preprocessor config ({shown(exc)})") from None
+
+
+def _size(size) -> tuple[int, int]:
+    if isinstance(size, dict):
+        size = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+    elif not isinstance(size, (list, tuple)):
+        size = (size, size)
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in size):
+        raise ValueError(f"field 'size' must be 1..{MAX_SIDE} pixels a side, got {size!r}"[:200])
+    return int(size[0]), int(size[1])
+
+
+def _triple(value, name: str, nonzero: bool = False) -> tuple[float, float, float]:
+    values = [value] * 3 if isinstance(value, (int, float)) else value
+    ok = isinstance(values, (list, tuple)) and len(values) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v != 0 or not nonzero) for v in values
+    )
+    if not ok:
+        raise ValueError(f"field '{name}' must be 3 finite numbers{', none zero' if nonzero else ''}, got {value!r}"[:200])
+    return tuple(float(v) for v in values)
 
 
 def with_options(p: Preprocess, size: tuple[int, int] | None, keep_aspect: bool | None) -> Preprocess:

@@ -172,6 +172,11 @@ class Runner:
                 except DPTError as exc:
                     self._fail(i, exc)
                     continue
+                except Stopped:
+                    raise
+                except Exception as exc:  # a reader's surprise fails that photo, not the run
+                    self._fail(i, DPTError(f"{shown(self._items[i].path)}: cannot read ({type(exc).__name__}: {shown(exc)})"))
+                    continue
                 key = tuple(prepared.tensor.shape[-2:])
                 buckets.setdefault(key, []).append(prepared)
                 if len(buckets[key]) >= opts.batch_size:

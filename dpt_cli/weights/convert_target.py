@@ -175,10 +175,9 @@ def remove_stale(target: Path) -> list[Path]:
         # reused, as happens to every run in a fresh container.
         if pid != os.getpid() and process_alive(pid):
             continue
-        if match.group(1) == "partial":
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            _remove_converted(path)
+        # only the files convert writes, never rmtree: such a folder may hold anything since
+        # (even the very checkpoint being converted now)
+        _remove_converted(path)
         if not os.path.lexists(path):
             removed.append(path)
     return removed
