@@ -41,19 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = ["100000x1", "1x100000", "20000x1", "9000x9000"]
 TASKS = ["segment", "depth"]
 CLASSES = 150  # ADE20K's: the class count of the issue's figures
-# A small ViT-DPT: the network runs in well under a second, so the photo sizes dominate memory.
-TINY = dict(
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    intermediate_size=128,
-    image_size=64,
-    patch_size=16,
-    backbone_out_indices=[0, 1, 2, 3],
-    neck_hidden_sizes=[16, 32, 64, 64],
-    reassemble_factors=[4, 2, 1, 0.5],
-    fusion_hidden_size=32,
-)
 
 
 @dataclass
@@ -71,13 +58,16 @@ def build_models(folder: Path) -> dict[str, Path]:
     import torch
     from transformers import DPTConfig, DPTForDepthEstimation, DPTForSemanticSegmentation
 
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' small ViT-DPT: the network runs in well
+    from reference import TINY_VIT  # under a second, so the photo sizes dominate memory
+
     made = {}
     for task, cls, extra in [
         ("segment", DPTForSemanticSegmentation, dict(num_labels=CLASSES, use_batch_norm_in_fusion_residual=True)),
         ("depth", DPTForDepthEstimation, {}),
     ]:
         torch.manual_seed(0)
-        model = cls(DPTConfig(**TINY, **extra)).eval()
+        model = cls(DPTConfig(**TINY_VIT, **extra)).eval()
         with torch.no_grad():  # BatchNorm statistics of a trained model, not the zero-mean defaults
             for name, b in model.named_buffers():
                 if name.endswith("running_var"):
@@ -101,14 +91,15 @@ def make_photo(path: Path, height: int, width: int) -> Path:
     return path
 
 
-def run_cli(args: list[str], threads: int | None) -> Run:
-    """`python -m dpt_cli ARGS` in a child; its own peak RSS from wait4 (not other children's)."""
+def run_cli(args: list[str], threads: int | None, root: Path = ROOT) -> Run:
+    """`python -m dpt_cli ARGS` in a child run from the checkout `root`; its own peak RSS from
+    wait4 (not other children's)."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen([sys.executable, "-m", "dpt_cli", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        child = subprocess.Popen([sys.executable, "-m", "dpt_cli", *args], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         seconds = time.perf_counter() - start
@@ -145,6 +136,8 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--dir", type=Path, default=None, help="where the models and photos go (default a temp dir)")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the children")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another checkout (e.g. `git worktree add /tmp/ref 67c11a1`): run each case with it too, same photos and models, and print the ratio")
     ap.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)  # the preparing child
     args = ap.parse_args()
     cases = [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",") if c]
@@ -160,10 +153,10 @@ def main() -> None:
         plan = json.loads((tmp / "plan.json").read_text())
         budget = plan["budget"]
 
-        def run(task: str, h: int, w: int) -> Run:
+        def run(task: str, h: int, w: int, root: Path = ROOT) -> Run:
             out = tmp / f"{task}-{h}x{w}.png"
             cli = [task, plan["photos"][f"{h}x{w}"], "-o", str(out), "-m", plan["models"][task], "--device", "cpu", "-q", "--overwrite"]
-            return run_cli(cli, args.threads)
+            return run_cli(cli, args.threads, root)
 
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"resize-back budget (postprocess.TILE_BYTES): {budget / mib:.0f} MiB; {CLASSES} classes; CPU float32")
@@ -184,6 +177,10 @@ def main() -> None:
                     f"{case.seconds:>5.1f}s  {case.code}",
                     flush=True,
                 )
+                if args.against:
+                    ref = run(task, h, w, args.against)
+                    print(f"{'':8} {'reference':>10} {'':>8} {ref.peak / mib:>5.0f} MiB   ours/reference peak: {case.peak / ref.peak:.2f}  "
+                          f"time {ref.seconds:.1f}s (ours/reference {case.seconds / ref.seconds:.2f})  exit {ref.code}", flush=True)
                 for r in (base, case):
                     if r.code != 0:
                         print(f"    failed: {r.err.splitlines()[-1] if r.err else 'no message'}")

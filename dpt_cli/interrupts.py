@@ -24,8 +24,21 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RECEIVED = threading.Event()
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+@contextmanager
+def _handling(handler, restore_ignored=lambda: False) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM inside the block, the previous handlers after (ignored
+    instead where `restore_ignored()`). Only the main thread may set handlers: elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # getsignal None: a handler set outside Python, which could not be put back
+    previous = {s: signal.signal(s, handler) for s in SIGNALS if signal.getsignal(s) is not None}
+    try:
+        yield
+    finally:
+        ignore = restore_ignored()
+        for s, old in previous.items():
+            signal.signal(s, signal.SIG_IGN if ignore else old)
 
 
 def _raise(signum, frame) -> None:
@@ -35,18 +48,11 @@ def _raise(signum, frame) -> None:
 
 @contextmanager
 def installed() -> Iterator[None]:
-    """Both signals raise KeyboardInterrupt inside the block; the caller's handlers come back after."""
+    """Both signals raise KeyboardInterrupt inside the block; the caller's handlers come back after
+    (once interrupted, we are on our way out: then a late Ctrl-C must not kill the exit itself)."""
     RECEIVED.clear()
-    if not _main_thread():
+    with _handling(_raise, restore_ignored=RECEIVED.is_set):
         yield
-        return
-    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            # once interrupted, we are on our way out: a late Ctrl-C must not kill the exit itself
-            signal.signal(s, signal.SIG_IGN if RECEIVED.is_set() else handler)
 
 
 def raise_if_received() -> None:
@@ -74,35 +80,20 @@ def interrupt_once() -> Iterator[Interrupts]:
     """Signals raise once for the duration of the block (see module docstring). A signal that
     arrived earlier and was swallowed counts as the first: the block starts stopped."""
     state = Interrupts()
-    if not _main_thread():
-        yield state
-        return
-    previous = {s: signal.signal(s, state.handle) for s in SIGNALS}
-    try:
+    with _handling(state.handle):
         if RECEIVED.is_set():
             state.count = 1
             state.stop.set()
         yield state
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @contextmanager
 def deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block is done, then deliver the first one caught."""
-    if not _main_thread():
-        yield
-        return
     caught: list[int] = []
-    previous = {}
-    for s in SIGNALS:
-        if signal.getsignal(s) is not None:  # None: set outside Python, and could not be put back
-            previous[s] = signal.signal(s, lambda signum, frame: caught.append(signum))
     try:
-        yield
+        with _handling(lambda signum, frame: caught.append(signum)):
+            yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         if caught:
             signal.raise_signal(caught[0])

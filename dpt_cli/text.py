@@ -10,6 +10,7 @@ readable form cannot.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import re
 
@@ -36,6 +37,28 @@ def shown(text: object) -> str:
 def _escape_surrogate(c: str) -> str:
     # U+DC80..U+DCFF stand for the undecodable bytes 0x80..0xFF of a file name (PEP 383)
     return f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_OS_REASONS = {
+    errno.ENOENT: "no such file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "symbolic link loop",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "no such file (a parent is not a directory)",
+    errno.EISDIR: "is a directory, not an image",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """What an OSError met while opening or stat-ing a path means, in a few words."""
+    return _OS_REASONS.get(exc.errno) or (exc.strerror or type(exc).__name__).lower()
 
 
 def raw_b64(path: object) -> str | None:

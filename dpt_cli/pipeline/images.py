@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..text import shown
+from ..text import first_line, shown
 from .reading import InputError, open_input
 
 
@@ -99,8 +99,7 @@ def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -
     except NonFinitePixels as exc:
         raise ImageError(f"{name}: {exc.count:,} pixel value(s) are NaN or infinite") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as exc:
-        detail = shown(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
-        raise ImageError(f"{name}: cannot decode ({detail})") from None
+        raise ImageError(f"{name}: cannot decode ({shown(first_line(exc))})") from None
     except Exception as exc:  # a decoder's surprise on a malformed file (KeyError, TypeError, ...)
         raise ImageError(f"{name}: cannot decode ({type(exc).__name__}: {shown(exc)})") from None
     return Decoded(rgb, frames)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import UsageError
-from ..text import shown
+from ..text import os_reason, shown
 from .globbing import expand_pattern
 from .images import is_image
-from .reading import is_stream_name, kind_of, open_reason
+from .reading import is_stream_name, kind_of
 
 PATH_LIST_LIMIT = 256 << 20  # bytes of paths read from stdin (a million long paths)
 IMAGE_SUFFIXES = {
@@ -71,7 +71,7 @@ def _looks_like_image_name(name: str) -> bool:
 def _stat_problem(path: Path, exc: OSError) -> InputProblem:
     if isinstance(exc, FileNotFoundError) and os.path.islink(path):
         return InputProblem(os.fspath(path), "broken symbolic link (its target does not exist)")
-    return InputProblem(os.fspath(path), open_reason(exc))
+    return InputProblem(os.fspath(path), os_reason(exc))
 
 
 class _Scanner:
@@ -217,15 +217,16 @@ def expand(
     scanner = _Scanner(recursive, follow_symlinks, {os.path.realpath(p) for p in exclude}, found)
     for spec in wanted:
         _expand_one(spec, scanner)
-    pairs = [(item, anchor) for item, anchor in found.pairs if item.stream or os.path.realpath(item.path) not in scanner.exclude]
+    # one identity a file, whatever name it was reached by: kept once, and never an excluded path
+    identities = [os.fspath(item.path) if item.stream else os.path.realpath(item.path) for item, _ in found.pairs]
+    pairs = [(pair, real) for pair, real in zip(found.pairs, identities) if real not in scanner.exclude]
     if not pairs:
         return [], found.problems
-    common = Path(os.path.commonpath([os.fspath(anchor) for _, anchor in pairs]))
+    common = Path(os.path.commonpath([os.fspath(anchor) for (_, anchor), _ in pairs]))
     seen: set[str] = set()
     items = []
-    for item, _ in pairs:
-        identity = os.fspath(item.path) if item.stream else os.path.realpath(item.path)
-        if identity not in seen:
-            seen.add(identity)
+    for (item, _), real in pairs:
+        if real not in seen:
+            seen.add(real)
             items.append(InputItem(item.path, item.path.relative_to(common), item.stream))
     return items, found.problems

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from ..config import SEGMENTATION
 from ..errors import UsageError
@@ -64,6 +66,7 @@ def _single_format(task: str, output: Path, bits: int, side_by_side: bool) -> st
 
 
 def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bits: int = 16, side_by_side: bool = False, overlay: bool = False) -> Plan:
+    real_dir = lru_cache(maxsize=None)(os.path.realpath)  # the folders many outputs share, resolved once
     if any(len(os.fsencode(part)) > NAME_MAX for part in output.parts):
         raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
     if is_single_file(output):
@@ -79,8 +82,8 @@ def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bi
             raise UsageError(f"-o {shown(output)}: exists and is not a directory (for one output file, use an extension such as .png)")
         planned = _mirror(items, output, _dir_formats(task, formats, bits, side_by_side, overlay), task)
         manifest = output / MANIFEST
-        _check_inside(planned, output)
-    _refuse_input_overwrite(items, planned, manifest)
+        _check_inside(planned, output, real_dir)
+    _refuse_input_overwrite(items, planned, manifest, real_dir)
     return Plan(planned, manifest, is_single_file(output))
 
 
@@ -131,30 +134,31 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _check_inside(planned: list[dict[str, Path]], root: Path) -> None:
+def _check_inside(planned: list[dict[str, Path]], root: Path, real_dir: Callable[[str], str]) -> None:
     """Every output lies under `root`, lexically and once symbolic links in its folders are
     resolved (a link inside -o to elsewhere must not carry writes out of it)."""
     lexical_root = os.path.normpath(os.path.abspath(root))
     real_root = os.path.realpath(root)
-    real_dirs: dict[str, str] = {}
     for outs in planned:
         for p in outs.values():
             lexical = os.path.normpath(os.path.abspath(p))
-            folder = os.path.dirname(lexical)
-            if folder not in real_dirs:
-                real_dirs[folder] = os.path.realpath(folder)
-            if not (_under(lexical, lexical_root) and _under(real_dirs[folder], real_root)):
+            if not (_under(lexical, lexical_root) and _under(real_dir(os.path.dirname(lexical)), real_root)):
                 raise UsageError(f"{shown(p)}: would be written outside -o {shown(root)} (through '..' or a symbolic link); refusing")
 
 
-def _real(path: Path) -> str:
-    """The path a write to `path` would replace: its folder resolved, its own name kept."""
-    return os.path.join(os.path.realpath(path.parent), path.name)
+def _real(path: Path, real_dir: Callable[[str], str]) -> set[str]:
+    """What a write to `path` would replace (its folder resolved, its own name kept), and what it
+    names when it is itself a symbolic link: one lstat a path, folders resolved once."""
+    lexical = os.path.normpath(os.path.abspath(path))
+    names = {os.path.join(real_dir(os.path.dirname(lexical)), os.path.basename(lexical))}
+    if os.path.islink(lexical):
+        names.add(os.path.realpath(lexical))
+    return names
 
 
-def _refuse_input_overwrite(items: list[InputItem], planned: list[dict[str, Path]], manifest: Path) -> None:
-    inputs = {os.path.realpath(item.path) for item in items} | {_real(item.path) for item in items}
+def _refuse_input_overwrite(items: list[InputItem], planned: list[dict[str, Path]], manifest: Path, real_dir: Callable[[str], str]) -> None:
+    inputs = set().union(*(_real(item.path, real_dir) for item in items))
     for outs in planned:
         for p in list(outs.values()) + [manifest]:
-            if _real(p) in inputs or os.path.realpath(p) in inputs:
+            if _real(p, real_dir) & inputs:
                 raise UsageError(f"output {shown(p)} is one of the inputs: refusing to overwrite it")

@@ -10,7 +10,6 @@ anything else (FIFOs, sockets, devices, terminals) is refused with its kind name
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import re
@@ -20,20 +19,11 @@ import threading
 from typing import BinaryIO
 
 from ..errors import DPTError
-from ..text import shown
+from ..text import os_reason, shown
 
 STREAM_LIMIT = 1 << 30  # bytes read from a stream at most: an image bigger than this is refused
 _STREAM_NAMES = re.compile(r"^/(dev/stdin|dev/fd/\d+|proc/self/fd/\d+)$")
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
-_OPEN_ERRORS = {
-    errno.ENOENT: "no such file",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ELOOP: "symbolic link loop",
-    errno.ENAMETOOLONG: "file name too long",
-    errno.ENOTDIR: "no such file (a parent is not a directory)",
-    errno.EISDIR: "is a directory, not an image",
-}
 
 
 class InputError(DPTError):
@@ -54,14 +44,9 @@ def kind_of(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def open_reason(exc: OSError) -> str:
-    """What an OSError met while opening or stat-ing a path means, in a few words."""
-    return _OPEN_ERRORS.get(exc.errno) or (exc.strerror or type(exc).__name__).lower()
-
-
 def open_error(path: object, exc: OSError) -> InputError:
     """One line for an OSError met while opening `path`."""
-    return InputError(f"{shown(path)}: {open_reason(exc)}")
+    return InputError(f"{shown(path)}: {os_reason(exc)}")
 
 
 def open_input(path: os.PathLike | str, stream: bool = False, stop: threading.Event | None = None) -> BinaryIO:

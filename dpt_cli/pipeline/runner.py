@@ -25,7 +25,7 @@ from ..config import SEGMENTATION
 from ..errors import DPTError
 from ..interrupts import interrupt_once
 from ..model import DPT
-from ..text import shown
+from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
 from .encoding import write_depth, write_segmentation
 from .images import decode_image, to_uint8
@@ -154,7 +154,7 @@ class Runner:
         readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read")
         writers_pool = ThreadPoolExecutor(2, thread_name_prefix="dpt-write")
         reading: deque[tuple[int, Future]] = deque()
-        writing: deque[Future] = deque()
+        writing: deque[tuple[int, Future]] = deque()  # (input index, its write)
         buckets: dict[tuple[int, int], list[_Prepared]] = {}
         queue = iter(todo)
         try:
@@ -192,16 +192,16 @@ class Runner:
             readers.shutdown(wait=True, cancel_futures=True)
             # writes in flight complete (atomically) and record themselves; queued ones are dropped
             writers_pool.shutdown(wait=True, cancel_futures=True)
-            for f in writing:
+            for i, f in writing:
                 if f.done() and not f.cancelled():
-                    self._report(self._records[f.index])
+                    self._report(self._records[i])
 
     def _await(self, future: Future, buckets: dict, pool: ThreadPoolExecutor, writing: deque) -> None:
         """Wait for the next photo; if it waits for pixels held by a partial batch, run that batch."""
         while not future.done():
             if self._budget.starved and buckets:
                 self._flush(buckets, pool, writing)
-            wait([future, *list(writing)[:1]], timeout=0.1, return_when=FIRST_COMPLETED)
+            wait([future, *(f for _, f in list(writing)[:1])], timeout=0.1, return_when=FIRST_COMPLETED)
             self._collect(writing, limit=len(writing))
 
     def _flush(self, buckets: dict, pool: ThreadPoolExecutor, writing: deque) -> None:
@@ -223,7 +223,7 @@ class Runner:
                 tensor = self.preprocess(decoded.rgb, name=shown(item.path))
                 photo = to_uint8(decoded.rgb) if needs_photo else None
             except (RuntimeError, MemoryError) as exc:  # out of memory for a very large photo
-                raise DPTError(f"{shown(item.path)}: cannot preprocess ({shown(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)})") from None
+                raise DPTError(f"{shown(item.path)}: cannot preprocess ({shown(first_line(exc))})") from None
             return _Prepared(i, tensor, decoded.rgb.shape[:2], photo, granted[0])
         except BaseException:
             if granted:
@@ -240,7 +240,7 @@ class Runner:
                 finite = torch.isfinite(y.reshape(len(batch), -1)).all(1).tolist()
                 results = [self._to_size(y[j], p.size) if finite[j] else None for j, p in enumerate(batch)]
         except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, unsupported dtype on device, ...
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = shown(first_line(exc))
             for p in batch:
                 self._give_back(p)
                 self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: inference failed ({message})"))
@@ -252,9 +252,7 @@ class Runner:
                 continue
             record = self._records[p.index]
             record.input_size, record.network_size = list(p.size), list(batch[0].tensor.shape[-2:])
-            future = pool.submit(self._write, p, result)
-            future.index = p.index
-            writing.append(future)
+            writing.append((p.index, pool.submit(self._write, p, result)))
 
     def _to_size(self, y: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         return labels_to_size(y, size) if self.task == SEGMENTATION else depth_to_size(y, size)
@@ -265,10 +263,10 @@ class Runner:
 
     def _collect(self, writing: deque, limit: int) -> None:
         """Report finished writes; block on the oldest while more than `limit` are pending."""
-        while writing and (len(writing) > limit or writing[0].done()):
-            future = writing.popleft()
+        while writing and (len(writing) > limit or writing[0][1].done()):
+            i, future = writing.popleft()
             future.result()  # _write records its own outcome; this only waits
-            self._report(self._records[future.index])
+            self._report(self._records[i])
 
     def _fail(self, i: int, exc: Exception) -> None:
         record = self._records[i]

@@ -21,7 +21,7 @@ import torch
 from .. import __version__, ade20k
 from ..config import SEGMENTATION, DPTConfig
 from ..errors import DPTError, UsageError
-from ..text import shown
+from ..text import os_reason, shown
 from .convert_target import check_destination, remove_stale, write_atomically
 from .files import load_pickled
 from .isl_org_layout import SKIPPED, NotADPTCheckpoint, detect_config, table
@@ -140,7 +140,7 @@ def convert(
     try:
         found = src.is_file()
     except OSError as exc:  # a name too long, ...
-        raise UsageError(f"{shown(src)}: {(exc.strerror or str(exc)).lower()}") from None
+        raise UsageError(f"{shown(src)}: {os_reason(exc)}") from None
     if not found:
         raise UsageError(f"{shown(src)}: no such file")
     # Before the slow read: a refused destination costs nothing and leaves the disk as it was.

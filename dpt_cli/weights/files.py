@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 
 from ..errors import DPTError
+from ..text import first_line
 
 SAFETENSORS = "model.safetensors"
 PICKLED = "pytorch_model.bin"
@@ -39,11 +40,10 @@ def load_pickled(path: Path) -> object:
         # mmap (no copy into memory) works only for the zip format; legacy pickles are read whole.
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        first = first_line(exc) if str(exc).strip() else "unsafe content"
         raise WeightsError(f"{path}: refused: the file needs arbitrary code to unpickle ({first})") from None
     except Exception as exc:  # truncated, not a pickle at all, corrupt zip, ...: all one answer
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
 
 
 def read_pickled(path: Path) -> dict[str, torch.Tensor]:

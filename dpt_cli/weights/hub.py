@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
-from ..text import shown
+from ..text import os_reason, shown
 
 ALIASES = {
     "large": "Intel/dpt-large",
@@ -32,7 +32,7 @@ def resolve(spec: str) -> Path:
     try:
         exists = path.exists()
     except OSError as exc:  # a name too long, a loop, ...: the spec cannot be a folder or an id
-        raise ModelNotFound(f"{shown(spec)}: {(exc.strerror or str(exc)).lower()}") from None
+        raise ModelNotFound(f"{shown(spec)}: {os_reason(exc)}") from None
     if exists:
         if not path.is_dir():
             raise ModelNotFound(f"{shown(spec)}: a model must be a folder with {CONFIG} and weights, not a file")
