@@ -21,17 +21,20 @@ def depth(
     bits: Annotated[int, typer.Option("--bits", help="PNG depth: 16 or 8.")] = 16,
     colormap: Annotated[str, typer.Option("--colormap", help=f"Colour pictures: {', '.join(COLORMAPS)}.")] = "turbo",
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other.")] = False,
+    png_level: Annotated[Optional[int], typer.Option("--png-level", min=0, max=9, help="PNG compression effort, 0-9: lossless at every level; higher is smaller and slower (default 1).", show_default=False)] = None,
     value_range: Annotated[Optional[str], typer.Option("--range", help="Normalise PNGs and pictures over MIN:MAX instead of each image's own range.", show_default=False)] = None,
     recursive: o.Recursive = False,
     follow_symlinks: o.FollowSymlinks = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
-    batch_size: o.BatchSize = 1,
+    batch_size: o.BatchSize = None,
     size: o.Size = None,
     no_keep_aspect: o.NoKeepAspect = False,
     skip_existing: o.SkipExisting = False,
     overwrite: o.Overwrite = False,
-    workers: o.Workers = 4,
+    workers: o.Workers = None,
+    compile_model: o.Compile = False,
+    profile: o.Profile = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Estimate depth for images, files or whole folders.
@@ -48,7 +51,7 @@ def depth(
         recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
         formats=list(fmt), bits=bits, side_by_side=side_by_side, overlay=False, quiet=quiet,
         options_kwargs=dict(
-            colormap=colormap, value_range=o.parse_range(value_range), batch_size=batch_size, workers=workers,
+            colormap=colormap, value_range=o.parse_range(value_range), batch_size=batch_size, workers=workers, compile=compile_model, profile=profile, png_level=png_level,
             skip_existing=skip_existing, overwrite=overwrite,
         ),
     )

@@ -14,13 +14,15 @@ Output = Annotated[str, typer.Option("-o", "--output", metavar="PATH", help="Out
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subdirectories.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 or float16 on GPUs), float32, float16, bfloat16.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images per forward pass (images are grouped by network size).")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images per forward pass, grouped by network size (default: 1 on the CPU, 32 on a GPU; halved for the rest of the run if the GPU runs out of memory).", show_default=False)]
 Size = Annotated[Optional[str], typer.Option("--size", help=f"Network size to aim at: N or HxW, each 32..{MAX_NETWORK_SIDE} (default: the model's, e.g. 384).", show_default=False)]
 NoKeepAspect = Annotated[bool, typer.Option("--no-keep-aspect", help="Squash to the network size instead of keeping the aspect ratio.")]
 SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs all exist (resume an interrupted run).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or summary; errors only.")]
-Workers = Annotated[int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="Threads decoding and preprocessing images.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, max=MAX_WORKERS, help="Threads decoding images, and as many encoding outputs (default: one per CPU core, at most 32).", show_default=False)]
+Compile = Annotated[bool, typer.Option("--compile", help="Compile the model with torch.compile: faster on GPUs after a slow first batch of each network size (shown as 'compiling').")]
+Profile = Annotated[bool, typer.Option("--profile", help="Record the seconds spent reading, preprocessing, in the model, resizing back and encoding (in dpt-run.json, and printed at the end).")]
 FollowSymlinks = Annotated[bool, typer.Option("--follow-symlinks", help="With -r, descend into symbolic links to directories (loops are detected and skipped).")]
 
 

@@ -53,6 +53,17 @@ class Reporter:
             rate = self.done / max(1e-9, time.perf_counter() - self.start)
             self.progress.update(self.task, advance=1, description=shown(record.input)[-40:], rate=f"{rate:.2f} img/s")
 
+    def note(self, text: str) -> None:
+        """A line about the run itself (compiling, a smaller batch), shown unless --quiet."""
+        if not self.quiet:
+            self._line(f"dpt: {text}")
+
+    def profile(self, profile: dict) -> None:
+        """--profile: thread-seconds per stage and per image (printed even with --quiet: asked for)."""
+        n = max(1, profile["images"])
+        parts = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in profile["seconds"].items())
+        self._line(f"profile (ms per image, summed over threads): {parts}; wall {profile['wall_seconds'] * 1000 / n:.1f}")
+
     def summary(self, summary) -> None:
         if self.quiet:
             return

@@ -48,7 +48,7 @@ def execute(
 
     from ..interrupts import raise_if_received
     from ..pipeline import outputs, preprocess
-    from ..pipeline.device import resolve_device, resolve_dtype
+    from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
     from ..pipeline.inputs import expand
     from ..pipeline.lock import OutputLock
     from ..pipeline.manifest import FAILED, RunInfo, recorded_outputs
@@ -62,6 +62,9 @@ def execute(
     output = Path(output)
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
+    options_kwargs = dict(options_kwargs)
+    options_kwargs["batch_size"] = options_kwargs.get("batch_size") or default_batch_size(target)
+    options_kwargs["workers"] = options_kwargs.get("workers") or default_workers()
     spec = model_spec or DEFAULT_MODELS[task]
     folder = loading.resolve_folder(spec)
     official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
@@ -93,11 +96,13 @@ def execute(
         reporter = Reporter(total=len(items) + len(problems), quiet=quiet)
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-        runner = Runner(model, prep, target, precision, info, Options(**options_kwargs))
+        runner = Runner(model, prep, target, precision, info, Options(**options_kwargs), reporter.note)
         torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
     reporter.summary(summary)
+    if summary.profile:
+        reporter.profile(summary.profile)
     if summary.interrupted:
         raise typer.Exit(130)
     raise typer.Exit(1 if summary.count(FAILED) else 0)

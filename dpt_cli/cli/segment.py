@@ -20,12 +20,14 @@ def segment(
     follow_symlinks: o.FollowSymlinks = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
-    batch_size: o.BatchSize = 1,
+    batch_size: o.BatchSize = None,
     size: o.Size = None,
     no_keep_aspect: o.NoKeepAspect = False,
     skip_existing: o.SkipExisting = False,
     overwrite: o.Overwrite = False,
-    workers: o.Workers = 4,
+    workers: o.Workers = None,
+    compile_model: o.Compile = False,
+    profile: o.Profile = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Segment images into the model's classes (ADE20K: 150).
@@ -36,5 +38,5 @@ def segment(
         "segmentation", inputs, output, model,
         recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
         formats=[], bits=16, side_by_side=False, overlay=overlay, quiet=quiet,
-        options_kwargs=dict(alpha=alpha, batch_size=batch_size, workers=workers, skip_existing=skip_existing, overwrite=overwrite),
+        options_kwargs=dict(alpha=alpha, batch_size=batch_size, workers=workers, compile=compile_model, profile=profile, skip_existing=skip_existing, overwrite=overwrite),
     )

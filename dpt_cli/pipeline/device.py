@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..errors import UsageError
@@ -50,3 +52,18 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
 
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def default_batch_size(device: torch.device) -> int:
+    """1 on the CPU (larger batches do not run faster there); 32 on a GPU, which needs many
+    images per pass to be busy (the runner halves it on out-of-memory)."""
+    return 1 if device.type == "cpu" else 32
+
+
+def default_workers() -> int:
+    """One reader (and one writer) thread per usable CPU core, at most 32."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(32, cores))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +13,53 @@ from . import colormaps, writers
 from .manifest import FileRecord
 
 
+@dataclass
+class DepthMap:
+    """One photo's depth at its own size, as the writers get it.
+
+    depth: (H, W) float32, or None when only PNGs are written and `quantised` holds them all;
+    lo, hi: the range that PNGs and pictures are normalised over; quantised: {bits: (H, W)
+    integer map} already made on the inference device (see postprocess.quantise_on_device).
+    """
+
+    depth: np.ndarray | None
+    lo: float
+    hi: float
+    quantised: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, depth: np.ndarray, value_range: tuple[float, float] | None) -> "DepthMap":
+        lo, hi = value_range or (float(depth.min()), float(depth.max()))
+        return cls(depth, lo, hi)
+
+    def png(self, bits: int) -> np.ndarray:
+        if bits in self.quantised:
+            return self.quantised[bits].astype(np.uint16 if bits == 16 else np.uint8, copy=False)
+        return writers.quantise(self.unit, bits)
+
+    @cached_property
+    def unit(self) -> np.ndarray:
+        """(H, W) float32 in 0..1 over [lo, hi]; computed once, on first use."""
+        return writers.normalise(self.depth, self.lo, self.hi)
+
+
 def write_depth(
-    depth: np.ndarray,
+    result: DepthMap,
     photo: np.ndarray | None,
     outs: dict[str, Path],
     record: FileRecord,
-    value_range: tuple[float, float] | None,
     colormap: str,
     metric: bool,
+    png_level: int | None = None,
 ) -> None:
-    """Write every requested format of a (H, W) float32 depth map; record the range used."""
-    lo, hi = value_range or (float(depth.min()), float(depth.max()))
-    unit = writers.normalise(depth, lo, hi)
-    record.min, record.max = lo, hi
+    """Write every requested format of one depth map; record the range used."""
+    depth = result.depth
+    record.min, record.max = result.lo, result.hi
     # pictures show nearness brightest: metric depth (metres, larger is farther) is reversed
     picture = None
     for fmt, path in outs.items():
         if fmt in ("png16", "png8"):
-            writers.write_png(unit, path, 16 if fmt == "png16" else 8)
+            writers.write_png(result.png(16 if fmt == "png16" else 8), path, png_level)
         elif fmt == "npy":
             writers.write_npy(depth, path)
         elif fmt == "pfm":
@@ -37,6 +68,7 @@ def write_depth(
             writers.write_tiff(depth, path)
         else:
             if picture is None:
+                unit = result.unit
                 picture = colormaps.apply(1.0 - unit if metric else unit, colormap)
             writers.write_picture(writers.side_by_side(photo, picture) if fmt == "side-by-side" else picture, path)
 

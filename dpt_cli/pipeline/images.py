@@ -1,5 +1,7 @@
-"""Decoding any image Pillow reads into float RGB in 0..1, the way the original scripts see it.
+"""Decoding any image Pillow reads into RGB pixels, the way the original scripts see them.
 
+8-bit photos stay uint8 (3 B a pixel; converted to float 0..1 as `u / 255` in float32 by the
+preprocessing, on whichever device runs it); other depths become float32 RGB in 0..1.
 EXIF orientation is applied. Every mode becomes RGB: L/LA/P/RGBA/CMYK through Pillow (alpha is
 dropped, not composited: the network sees the colour channels as stored), 16-bit and 32-bit
 integer greyscale scaled by 1/65535, float greyscale clipped to 0..1 (NaN or infinite pixels make
@@ -42,8 +44,13 @@ class NonFinitePixels(ValueError):
 
 @dataclass(frozen=True)
 class Decoded:
-    rgb: np.ndarray  # (H, W, 3) float32 RGB in 0..1, upright
+    pixels: np.ndarray  # (H, W, 3) RGB, upright: uint8 0..255 for 8-bit sources, else float32 0..1
     frames: int = 1  # frames in the file; only the first is used
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) float32 RGB in 0..1."""
+        return to_float(self.pixels)
 
 
 def is_image(path: Path) -> bool:
@@ -86,7 +93,7 @@ def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -
             if admit is not None:
                 admit(im.width, im.height)
             im.load()
-            rgb = to_rgb_float(ImageOps.exif_transpose(im))
+            pixels = to_pixels(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: over Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels): refused as a possible decompression bomb") from None
     except UnidentifiedImageError:
@@ -102,7 +109,7 @@ def _decode(path: Path, f: BinaryIO, admit: Callable[[int, int], None] | None) -
         raise ImageError(f"{name}: cannot decode ({shown(first_line(exc))})") from None
     except Exception as exc:  # a decoder's surprise on a malformed file (KeyError, TypeError, ...)
         raise ImageError(f"{name}: cannot decode ({type(exc).__name__}: {shown(exc)})") from None
-    return Decoded(rgb, frames)
+    return Decoded(pixels, frames)
 
 
 def count_frames(im: Image.Image, cap: int = MAX_FRAMES_COUNTED) -> int:
@@ -125,7 +132,8 @@ def count_frames(im: Image.Image, cap: int = MAX_FRAMES_COUNTED) -> int:
     return count
 
 
-def to_rgb_float(im: Image.Image) -> np.ndarray:
+def to_pixels(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) RGB: uint8 for 8-bit modes, float32 0..1 for 16-bit, 32-bit and float greyscale."""
     if im.mode in _SIXTEEN_BIT:
         grey = np.asarray(im, dtype=np.float32) / 65535.0
         return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
@@ -140,20 +148,22 @@ def to_rgb_float(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
     if im.mode != "RGB":
         im = im.convert("RGB")  # L, LA, RGBA (alpha dropped), CMYK, 1, YCbCr, ...
-    return _rgb_to_float(im)
+    return np.asarray(im)
 
 
-def _rgb_to_float(im: Image.Image, chunk: int = 16 << 20) -> np.ndarray:
-    """An RGB image as (H, W, 3) float32 / 255, converted a band of rows at a time: the whole
-    photo never exists as a uint8 copy beside its float32 one (81 Mpx: 243 MB saved)."""
-    out = np.empty((im.height, im.width, 3), dtype=np.float32)
-    step = max(1, chunk // max(1, 3 * im.width))
-    for top in range(0, im.height, step):
-        out[top : top + step] = np.asarray(im.crop((0, top, im.width, min(im.height, top + step))))
-    out /= np.float32(255.0)  # in place: the same float32 division as `/ 255`
-    return out
+# u / 255 in float32 for every byte value: the original scripts' conversion, as a table so that
+# every device gives these exact values (a GPU divides by a scalar as a multiply by 1/255)
+UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
+UNIT.flags.writeable = False
 
 
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float 0..1 -> uint8, for pictures that show the photo."""
-    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 or float32 pixels -> float32 RGB in 0..1 (float input returned as is)."""
+    return UNIT[pixels] if pixels.dtype == np.uint8 else pixels
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) pixels -> uint8, for pictures that show the photo (8-bit sources unchanged)."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

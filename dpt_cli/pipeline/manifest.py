@@ -49,7 +49,7 @@ class RunInfo:
     started: float = field(default_factory=time.time)
 
 
-def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interrupted: bool) -> None:
+def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interrupted: bool, profile: dict | None = None) -> None:
     counts = {s: sum(r.status == s for r in records) for s in (OK, SKIPPED, FAILED, INTERRUPTED)}
     doc = {
         "dpt_version": __version__,
@@ -58,6 +58,7 @@ def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interru
         "finished": _iso(time.time()),
         "interrupted": interrupted,
         "counts": counts,
+        **({"profile": profile} if profile else {}),
         "files": [_record(r) for r in records],
     }
     doc["model"] = shown(doc["model"])

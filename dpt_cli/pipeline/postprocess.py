@@ -15,7 +15,7 @@ Results are bitwise those of the untiled computation (see `resample`).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -40,29 +40,63 @@ def tile_plan(x: torch.Tensor, size: tuple[int, int], finish_bytes: int) -> tupl
     return plan_tiles(x.shape[0], tuple(x.shape[-2:]), size, TILE_BYTES, TILE_TARGET, **sizes)
 
 
-def _to_size(x: torch.Tensor, out: np.ndarray, finish: Callable[[torch.Tensor], torch.Tensor], finish_bytes: int) -> np.ndarray:
-    """Fill `out` (H, W) with finish(resized tile) for x (k, h, w), tile by tile; returns `out`."""
-    size = out.shape
+Out = TypeVar("Out", np.ndarray, torch.Tensor)
+
+
+def _to_size(x: torch.Tensor, out: Out, finish: Callable[[torch.Tensor], torch.Tensor], finish_bytes: int) -> Out:
+    """Fill `out` (H, W) with finish(resized tile) for x (k, h, w), tile by tile; returns `out`.
+
+    `out` is a numpy array (tiles travel to the host one by one) or a tensor on x's device.
+    """
+    size = tuple(out.shape)
+    on_host = isinstance(out, np.ndarray)
     for rows, cols in tile_slices(size, tile_plan(x, size, finish_bytes)):
-        out[rows, cols] = finish(resize(x, size, rows=rows, cols=cols, dtype=COMPUTE)).cpu().numpy()
+        tile = finish(resize(x, size, rows=rows, cols=cols, dtype=COMPUTE))
+        out[rows, cols] = tile.cpu().numpy() if on_host else tile
     return out
 
 
-def depth_to_size(pred: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) network-resolution depth (any float dtype) -> (H, W) float32 numpy."""
-    out = np.empty(size, dtype=np.float32)
+def depth_to_size(pred: torch.Tensor, size: tuple[int, int], on_device: bool = False) -> np.ndarray | torch.Tensor:
+    """(h, w) network-resolution depth (any float dtype) -> (H, W) float32: numpy, or a tensor
+    on pred's device with `on_device` (the same values)."""
+    out = torch.empty(size, dtype=COMPUTE, device=pred.device) if on_device else np.empty(size, dtype=np.float32)
     # finish: the (1, r, c) tile's plane as is; its host copy (from a GPU) is 4 B a pixel
-    return _to_size(pred[None], out, lambda tile: tile[0], out.itemsize)
+    return _to_size(pred[None], out, lambda tile: tile[0], 4)
 
 
-def labels_to_size(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w) logits (any float dtype) -> (H, W) class ids: uint8 when K <= 256, else int32."""
+def quantise_on_device(
+    depth: torch.Tensor, value_range: tuple[float, float] | None, bits: tuple[int, ...]
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(H, W) float32 depth -> ((lo, hi) as a float64 tensor, {bits: (H, W) integer map}), on its device.
+
+    Bitwise what `writers.normalise` then `writers.quantise` give on the host, without a device
+    sync: numpy computes (depth - lo) / (hi - lo) with lo in float32 and hi - lo rounded from
+    float64, so the same roundings happen here; an empty range gives zeros, as there. 16-bit maps
+    come back as int32 (exact values; every device converts to it), 8-bit as uint8.
+    """
+    if value_range is None:
+        bounds = torch.stack([depth.min(), depth.max()]).to(torch.float64)
+    else:
+        bounds = torch.tensor(value_range, dtype=torch.float64, device=depth.device)
+    span = bounds[1] - bounds[0]
+    unit = ((depth - bounds[0].to(torch.float32)) / span.to(torch.float32)).clamp_(0.0, 1.0)
+    unit = torch.where(span > float(np.finfo(np.float32).eps), unit, torch.zeros((), device=depth.device))
+    maps = {b: (unit * float(2**b - 1)).to(torch.int32 if b == 16 else torch.uint8) for b in bits}
+    return bounds, maps
+
+
+def labels_to_size(logits: torch.Tensor, size: tuple[int, int], on_device: bool = False) -> np.ndarray | torch.Tensor:
+    """(K, h, w) logits (any float dtype) -> (H, W) class ids: uint8 when K <= 256, else int32;
+    numpy, or a tensor on the logits' device with `on_device`."""
     small = logits.shape[0] <= 256
-    out = np.empty(size, dtype=np.uint8 if small else np.int32)
     ids = torch.uint8 if small else torch.int32
+    if on_device:
+        out = torch.empty(size, dtype=ids, device=logits.device)
+    else:
+        out = np.empty(size, dtype=np.uint8 if small else np.int32)
 
     def finish(tile: torch.Tensor) -> torch.Tensor:
         return tile.argmax(0).to(ids)  # cast on the device: 1 B a pixel travels, not 8
 
     # finish: int64 argmax, its cast, and the cast's host copy
-    return _to_size(logits, out, finish, ARGMAX_BYTES + 2 * out.itemsize)
+    return _to_size(logits, out, finish, ARGMAX_BYTES + 2 * (1 if small else 4))

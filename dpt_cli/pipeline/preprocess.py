@@ -20,6 +20,7 @@ from ..config import SEGMENTATION
 from ..errors import DPTError
 from ..limits import MAX_NETWORK_SIDE
 from ..text import shown
+from .images import UNIT, to_float
 from .resample import resize
 
 MULTIPLE = 32
@@ -55,24 +56,48 @@ class Preprocess:
         # original could produce 0 for extreme aspect ratios and crash)
         return max(self.multiple, int(np.round(x / self.multiple)) * self.multiple)
 
-    def __call__(self, rgb: np.ndarray, name: str = "image") -> torch.Tensor:
-        """(H, W, 3) float 0..1 -> normalised (3, h, w) float32 network input.
-
-        Raises DPTError (naming `name`) when the photo's shape needs a side over MAX_SIDE:
-        keep-aspect scaling of a very elongated photo can ask for 384x128000.
-        """
-        h, w = self.network_size(*rgb.shape[:2])
+    def check(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
+        """The network size of a photo, or DPTError (naming `name`) when a side would exceed
+        MAX_SIDE: keep-aspect scaling of a very elongated photo can ask for 384x128000."""
+        h, w = self.network_size(height, width)
         if max(h, w) > MAX_SIDE:
             raise DPTError(
-                f"{name}: its {rgb.shape[0]}x{rgb.shape[1]} shape needs a {h}x{w} network input, over the "
+                f"{name}: its {height}x{width} shape needs a {h}x{w} network input, over the "
                 f"{MAX_SIDE} limit; use --no-keep-aspect or a smaller --size"
             )
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        return h, w
+
+    def __call__(self, pixels: np.ndarray | torch.Tensor, name: str = "image") -> torch.Tensor:
+        """(H, W, 3) RGB pixels -> normalised (3, h, w) float32 network input, on their device.
+
+        pixels: uint8 0..255 or float32 0..1, a numpy array (CPU) or a tensor on any device; every
+        device computes the same float32 values (see `images.UNIT` and `resample`).
+        """
+        h, w = self.check(*pixels.shape[:2], name=name)
+        x = _unit(pixels).permute(2, 0, 1)
         if (h, w) != tuple(x.shape[-2:]):
             x = resize(x, (h, w), cubic=self.resample == BICUBIC)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         return (x - mean) / std
+
+
+def _unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 0..1 (H, W, 3): 8-bit values through the exact u / 255 table."""
+    if isinstance(pixels, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(to_float(pixels), dtype=np.float32))
+    if pixels.dtype == torch.uint8:
+        return _table(pixels.device)[pixels.long()]
+    return pixels.to(torch.float32)
+
+
+_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _table(device: torch.device) -> torch.Tensor:
+    if device not in _TABLES:  # racing threads build equal tables: harmless
+        _TABLES[device] = torch.from_numpy(UNIT.copy()).to(device)
+    return _TABLES[device]
 
 
 def original(task: str) -> Preprocess:

@@ -1,5 +1,10 @@
 """The batch runner: decode in worker threads, infer in same-size batches, write in worker threads.
 
+Where each step runs (readers, main thread, writers) is the engine's placement (see `engine`):
+every thread but the main one runs torch single-threaded, so N readers and N writers use N
+cores without each op starting its own pool of threads; the main thread's forward pass on the
+CPU keeps torch's full thread count.
+
 Memory stays bounded whatever the folder size and the photos' sizes: at most `window` images are
 read ahead, and the photos in flight (from decoding to written) hold at most `pixel_budget`
 pixels between them (see `budget`); a photo larger than that runs alone. A bad input fails alone.
@@ -28,12 +33,13 @@ from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
 from .encoding import write_depth, write_segmentation
+from .engine import Engine, Job, Result, Settings
 from .images import decode_image, to_uint8
 from .inputs import InputItem, InputProblem
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
 from .outputs import Plan, name_problem
-from .postprocess import depth_to_size, labels_to_size
 from .preprocess import Preprocess
+from .profile import Profile
 
 PIXEL_BUDGET = 64_000_000  # photos in flight, in pixels: ~20 bytes each at the peak of their stages
 
@@ -44,10 +50,14 @@ class Options:
     value_range: tuple[float, float] | None = None
     alpha: float = 0.5
     batch_size: int = 1
-    workers: int = 4
+    workers: int = 4  # reader threads, and as many writer threads
     skip_existing: bool = False
     overwrite: bool = False
     pixel_budget: int | None = None  # None: PIXEL_BUDGET
+    png_level: int | None = None  # None: png.DEFAULT_LEVEL
+    compile: bool = False
+    profile: bool = False
+    on_device: bool | None = None  # None: preprocess and postprocess on the device unless it is the CPU
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Summary:
     records: list[FileRecord] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    profile: dict | None = None  # with --profile: see pipeline.profile
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -70,17 +81,21 @@ Report = Callable[[FileRecord], None]
 @dataclass
 class _Prepared:
     index: int
-    tensor: torch.Tensor
-    size: tuple[int, int]
-    photo: Optional[np.ndarray]
+    job: Job
+    photo: Optional[np.ndarray]  # uint8 RGB, for pictures that show it
     granted: int  # pixels taken from the budget, given back once written or failed
 
 
 class Runner:
-    def __init__(self, model: DPT | None, preprocess: Preprocess, device: torch.device, dtype: torch.dtype, info: RunInfo, options: Options) -> None:
-        """`model` may be None when there is nothing to infer (every input failed to expand)."""
+    def __init__(
+        self, model: DPT | None, preprocess: Preprocess, device: torch.device, dtype: torch.dtype, info: RunInfo, options: Options,
+        notice: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        """`model` may be None when there is nothing to infer (every input failed to expand);
+        `notice` shows a line about the run itself (compiling, a smaller batch after out-of-memory)."""
         self.model, self.preprocess, self.device, self.dtype = model, preprocess, device, dtype
-        self.info, self.options = info, options
+        self.info, self.options, self._notice = info, options, notice
+        self._profile = Profile(options.profile)
         self.task = info.task
 
     def run(self, items: list[InputItem], plan: Plan, problems: list[InputProblem], report: Report = lambda r: None) -> Summary:
@@ -108,6 +123,8 @@ class Runner:
                     if r.status == PENDING:
                         r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
                 summary.seconds = time.perf_counter() - start
+                if self._profile.enabled:
+                    summary.profile = self._profile.report(summary.count(OK), summary.seconds)
                 self._write_manifest(plan, records, summary)
         return summary
 
@@ -116,7 +133,7 @@ class Runner:
             return
         for _ in range(2):  # a first interrupt may land during the write; later ones do not raise
             try:
-                write_manifest(plan.manifest, self.info, records, summary.interrupted)
+                write_manifest(plan.manifest, self.info, records, summary.interrupted, summary.profile)
                 return
             except KeyboardInterrupt:
                 summary.interrupted = True
@@ -148,11 +165,12 @@ class Runner:
 
     def _process(self, todo: list[int]) -> None:
         opts = self.options
+        self._engine = self._make_engine()
         window = max(2, opts.workers) * 2 + opts.batch_size
         self._budget = PixelBudget(opts.pixel_budget or PIXEL_BUDGET, self._stop)
         needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
-        readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read")
-        writers_pool = ThreadPoolExecutor(2, thread_name_prefix="dpt-write")
+        readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=_one_thread)
+        writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=_one_thread)
         reading: deque[tuple[int, Future]] = deque()
         writing: deque[tuple[int, Future]] = deque()  # (input index, its write)
         buckets: dict[tuple[int, int], list[_Prepared]] = {}
@@ -177,11 +195,12 @@ class Runner:
                 except Exception as exc:  # a reader's surprise fails that photo, not the run
                     self._fail(i, DPTError(f"{shown(self._items[i].path)}: cannot read ({type(exc).__name__}: {shown(exc)})"))
                     continue
-                key = tuple(prepared.tensor.shape[-2:])
+                key = prepared.job.net
                 buckets.setdefault(key, []).append(prepared)
-                if len(buckets[key]) >= opts.batch_size:
+                batch = self._engine.batch_size
+                if len(buckets[key]) >= batch:
                     self._infer(buckets.pop(key), writers_pool, writing)
-                elif sum(map(len, buckets.values())) >= 2 * opts.batch_size:
+                elif sum(map(len, buckets.values())) >= 2 * batch:
                     largest = max(buckets, key=lambda k: len(buckets[k]))
                     self._infer(buckets.pop(largest), writers_pool, writing)
                 self._collect(writing, limit=window)
@@ -195,6 +214,13 @@ class Runner:
             for i, f in writing:
                 if f.done() and not f.cancelled():
                     self._report(self._records[i])
+
+    def _make_engine(self) -> Engine:
+        opts = self.options
+        formats = frozenset(f for outs in self._targets for f in outs)
+        on_device = self.device.type != "cpu" if opts.on_device is None else opts.on_device
+        settings = Settings(self.task, formats, opts.value_range, on_device, opts.compile, opts.batch_size)
+        return Engine(self.model, self.preprocess, self.device, self.dtype, settings, self._profile, self._notice)
 
     def _await(self, future: Future, buckets: dict, pool: ThreadPoolExecutor, writing: deque) -> None:
         """Wait for the next photo; if it waits for pixels held by a partial batch, run that batch."""
@@ -216,15 +242,16 @@ class Runner:
             granted.append(self._budget.acquire(ticket, width * height))
 
         try:
-            decoded = decode_image(item.path, item.stream, self._stop, admit)
+            with self._profile.stage("read"):
+                decoded = decode_image(item.path, item.stream, self._stop, admit)
             if decoded.frames > 1:
                 self._records[i].frames = decoded.frames
             try:
-                tensor = self.preprocess(decoded.rgb, name=shown(item.path))
-                photo = to_uint8(decoded.rgb) if needs_photo else None
+                photo = to_uint8(decoded.pixels) if needs_photo else None
+                job = self._engine.prepare(decoded.pixels, shown(item.path))
             except (RuntimeError, MemoryError) as exc:  # out of memory for a very large photo
                 raise DPTError(f"{shown(item.path)}: cannot preprocess ({shown(first_line(exc))})") from None
-            return _Prepared(i, tensor, decoded.rgb.shape[:2], photo, granted[0])
+            return _Prepared(i, job, photo, granted[0])
         except BaseException:
             if granted:
                 self._budget.release(granted[0])
@@ -234,28 +261,17 @@ class Runner:
 
     def _infer(self, batch: list[_Prepared], pool: ThreadPoolExecutor, writing: deque) -> None:
         try:
-            x = torch.stack([p.tensor for p in batch]).to(device=self.device, dtype=self.dtype)
-            with torch.inference_mode():
-                y = self.model(x)
-                finite = torch.isfinite(y.reshape(len(batch), -1)).all(1).tolist()
-                results = [self._to_size(y[j], p.size) if finite[j] else None for j, p in enumerate(batch)]
+            fetches = self._engine.infer([p.job for p in batch])
         except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, unsupported dtype on device, ...
             message = shown(first_line(exc))
             for p in batch:
                 self._give_back(p)
                 self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: inference failed ({message})"))
             return
-        for j, (p, result) in enumerate(zip(batch, results)):
-            if result is None:
-                self._give_back(p)
-                self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: {_non_finite(y[j], self.dtype)}"))
-                continue
+        for p, fetch in zip(batch, fetches):
             record = self._records[p.index]
-            record.input_size, record.network_size = list(p.size), list(batch[0].tensor.shape[-2:])
-            writing.append((p.index, pool.submit(self._write, p, result)))
-
-    def _to_size(self, y: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        return labels_to_size(y, size) if self.task == SEGMENTATION else depth_to_size(y, size)
+            record.input_size, record.network_size = list(p.job.size), list(p.job.net)
+            writing.append((p.index, pool.submit(self._write, p, fetch)))
 
     def _give_back(self, p: _Prepared) -> None:
         self._budget.release(p.granted)
@@ -275,14 +291,16 @@ class Runner:
 
     # --- encoding (worker threads) -----------------------------------------------------------
 
-    def _write(self, p: _Prepared, result: np.ndarray) -> None:
+    def _write(self, p: _Prepared, fetch: Callable[[], Result]) -> None:
         """Write one input's outputs and record the outcome (ok only once every file is in place)."""
         i, record, outs, opts = p.index, self._records[p.index], self._targets[p.index], self.options
         try:
-            if self.task == SEGMENTATION:
-                write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
-            else:
-                write_depth(result, p.photo, outs, record, opts.value_range, opts.colormap, self.model.config.is_metric)
+            result = fetch()
+            with self._profile.stage("encode"):
+                if self.task == SEGMENTATION:
+                    write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
+                else:
+                    write_depth(result, p.photo, outs, record, opts.colormap, self.model.config.is_metric, opts.png_level)
             record.status = OK
         except DPTError as exc:
             record.status, record.error = FAILED, shown(exc)
@@ -302,7 +320,6 @@ def _problem_record(p: InputProblem) -> FileRecord:
     return FileRecord(input=p.path, status=FAILED, error=message)
 
 
-def _non_finite(y: torch.Tensor, dtype: torch.dtype) -> str:
-    nan, inf = int(torch.isnan(y).sum()), int(torch.isinf(y).sum())
-    hint = " (float16 overflows: try --dtype bfloat16 or float32)" if dtype == torch.float16 else ""
-    return f"the model's output has {nan:,} NaN and {inf:,} infinite value(s) of {y.numel():,}: nothing written{hint}"
+def _one_thread() -> None:
+    """Worker threads run torch ops on one thread each (this thread's setting only)."""
+    torch.set_num_threads(1)
