@@ -71,7 +71,11 @@ class Engine:
         """In a reader thread: a decoded photo -> its job (preprocessed here unless on the device)."""
         net = self.preprocess.check(*pixels.shape[:2], name=name)
         job = Job(name, tuple(pixels.shape[:2]), net, pixels)
-        if not self.settings.on_device:
+        if self.settings.on_device:
+            # torch wants writable memory to wrap; Pillow's arrays are read-only (a copy, here in
+            # a reader thread rather than on the main thread that feeds the device)
+            job.pixels = np.require(pixels, requirements=["C", "W"])
+        else:
             with self.profile.stage("preprocess"):
                 job.tensor, job.pixels = self.preprocess(pixels, name=name), None
         return job
