@@ -21,7 +21,7 @@ def depth(
     bits: Annotated[int, typer.Option("--bits", help="PNG depth: 16 or 8.")] = 16,
     colormap: Annotated[str, typer.Option("--colormap", help=f"Colour pictures: {', '.join(COLORMAPS)}.")] = "turbo",
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other.")] = False,
-    png_level: Annotated[Optional[int], typer.Option("--png-level", min=0, max=9, help="PNG compression effort, 0-9: lossless at every level; higher is smaller and slower (default 1).", show_default=False)] = None,
+    png_level: Annotated[Optional[int], typer.Option("--png-level", min=0, max=9, help="PNG compression effort, 0-9: lossless at every level; higher is smaller and slower (default 2).", show_default=False)] = None,
     value_range: Annotated[Optional[str], typer.Option("--range", help="Normalise PNGs and pictures over MIN:MAX instead of each image's own range.", show_default=False)] = None,
     recursive: o.Recursive = False,
     follow_symlinks: o.FollowSymlinks = False,

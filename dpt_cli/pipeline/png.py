@@ -1,10 +1,10 @@
 """Greyscale PNG encoding of depth maps: 16-bit for uint16 arrays, 8-bit for uint8.
 
-Two backends give byte-for-byte the same pixels:
-  - "libdeflate": the optional `deflate` package (`pip install dpt-cli[fast]`): numpy applies the
-    PNG "Up" filter to every row, libdeflate compresses. About 3x Pillow's speed at the same level
-    and no larger (bench/bench_encode.py), but it holds the GIL while it compresses;
-  - "pillow": Pillow's own encoder (adaptive filters, the zlib Python was built with); always there.
+Two backends give exactly the same pixels, and both release the GIL while they compress:
+  - "libdeflate": the optional `deflate` package (`pip install 'dpt-cli[fast]'`): numpy applies the
+    PNG "Up" filter to every row, libdeflate compresses: 2.5-3.3x Pillow's speed at the same
+    level, files at most 2% larger and mostly 3-11% smaller (bench/bench_encode.py);
+  - "pillow": Pillow's own encoder (adaptive filters, the zlib it is linked with); always there.
 The fast one is used when importable, unless DPT_PNG_ENCODER=pillow asks for Pillow.
 """
 
@@ -13,18 +13,19 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import zlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
-# Level 2, measured on a 1024x768 depth map (bench/bench_encode.py, one thread, this 2-core CPU,
-# Linux Pillow 13 on the system zlib 1.2.13): Pillow takes ~35 ms and 0.87 MB at level 2 against
-# ~300 ms and 0.84 MB at its default 6 (~80 ms on less noisy maps): most of the speed for ~3% more
-# bytes; level 3 costs ~1.5x level 2 for ~2% less. Level 1 is no faster than 2 with zlib, and
-# zlib-ng (Pillow's macOS and Windows wheels) makes level 1 its "quick" strategy: files ~40%
-# larger. libdeflate takes ~10-15 ms at level 2 and is smaller than Pillow's level 2.
+# Level 2, from bench/bench_encode.py on 1024x768 maps (one thread, 2-core x86, Linux Pillow 13 on
+# the system zlib 1.2.13): Pillow takes 35-63 ms at level 2 against 82-290 ms at its default 6, for
+# 16-bit files 1-3% larger (8-bit ones, ~0.1 MB, 30% larger). Level 1 saves only ~10% more time for
+# another 1-3% (and zlib-ng, bundled in Pillow's macOS and Windows wheels, makes level 1 its "quick"
+# strategy: 20-70% larger); level 3 takes ~1.5x as long for 1-2% less. libdeflate at level 2: 14-19 ms,
+# files 5% smaller to 3% larger than Pillow's at level 6 (level 1: 10-13 ms, up to 8% larger).
 DEFAULT_LEVEL = 2
 
 _ENV = "DPT_PNG_ENCODER"
@@ -69,8 +70,6 @@ def encode_png(data: np.ndarray, f: BinaryIO, level: int = DEFAULT_LEVEL) -> Non
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 9:
         raise ValueError(f"PNG compression level must be an integer 0..9, got {level!r}")
     if backend() == "pillow":
-        from PIL import Image
-
         native = np.ascontiguousarray(data, dtype=np.uint16 if data.dtype.itemsize == 2 else np.uint8)
         Image.fromarray(native).save(f, format="PNG", compress_level=int(level))  # I;16 or L
     else:
@@ -80,6 +79,7 @@ def encode_png(data: np.ndarray, f: BinaryIO, level: int = DEFAULT_LEVEL) -> Non
 def _write_libdeflate(data: np.ndarray, f: BinaryIO, level: int) -> None:
     """PNG of (H, W) `data` with every row Up-filtered, one zlib stream compressed by libdeflate."""
     deflate = _libdeflate()
+    assert deflate is not None
     h, w = data.shape
     bits = 8 * data.dtype.itemsize
     # rows as big-endian bytes, (H, W * bytes per pixel), each prefixed by its filter-type byte:
@@ -99,9 +99,9 @@ def _write_libdeflate(data: np.ndarray, f: BinaryIO, level: int) -> None:
     _chunk(f, b"IEND", b"", deflate.crc32)
 
 
-def _chunk(f: BinaryIO, tag: bytes, body: bytes | memoryview, crc32=zlib.crc32) -> None:
+def _chunk(f: BinaryIO, tag: bytes, body: bytes | memoryview, crc32: Callable[[bytes | memoryview, int], int]) -> None:
     """One PNG chunk: length, tag, body, CRC-32 of tag + body."""
     f.write(struct.pack(">I", len(body)))
     f.write(tag)
     f.write(body)
-    f.write(struct.pack(">I", crc32(body, crc32(tag)) & 0xFFFFFFFF))
+    f.write(struct.pack(">I", crc32(body, crc32(tag, 0)) & 0xFFFFFFFF))

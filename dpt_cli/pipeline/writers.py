@@ -13,10 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .. import ade20k
-try:
-    from . import png as _png
-except ImportError:
-    _png = None
+from . import png
 from .atomic import atomic_open
 
 PICTURE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".png": "PNG"}
@@ -43,10 +40,7 @@ def _save(image: Image.Image, path: Path, fmt: str, **params) -> None:
 def write_png(data: np.ndarray, path: Path, level: int | None = None) -> None:
     """A (H, W) uint16 or uint8 map as a 16- or 8-bit greyscale PNG (lossless at every level)."""
     with atomic_open(path) as f:
-        if _png is None:  # TEMPORARY until png.py lands
-            Image.fromarray(data).save(f, format="PNG", compress_level=1 if level is None else level)
-            return
-        _png.encode_png(data, f, _png.DEFAULT_LEVEL if level is None else level)
+        png.encode_png(data, f, png.DEFAULT_LEVEL if level is None else level)
 
 
 def write_npy(depth: np.ndarray, path: Path) -> None:
