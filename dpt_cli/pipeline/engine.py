@@ -38,7 +38,7 @@ class Job:
     name: str
     size: tuple[int, int]  # the photo's (H, W)
     net: tuple[int, int]  # its network input's (h, w)
-    pixels: Optional[np.ndarray]  # (H, W, 3) uint8 or float32, until preprocessed
+    pixels: Optional[np.ndarray | torch.Tensor]  # (H, W, 3) uint8 or float32, until preprocessed
     tensor: Optional[torch.Tensor] = None  # (3, h, w) float32, when a reader preprocessed it
 
 
@@ -61,6 +61,12 @@ class Engine:
         self.model, self.preprocess, self.device, self.dtype = model, preprocess, device, dtype
         self.settings, self.profile, self.notice = settings, profile, notice
         self.batch_size = settings.batch_size  # lowered for good when the device runs out of memory
+        if device.type == "cpu" and dtype == torch.float32:
+            # oneDNN's float32 convolutions run ~10% faster over the whole DPT-Large forward in
+            # channels-last layout (3.32 s -> 2.99 s at 384x384 on 2 cores); in bfloat16 they
+            # run slower (1.80 s -> 2.39 s), so only here
+            model.neck.to(memory_format=torch.channels_last)
+            model.head.to(memory_format=torch.channels_last)
         self.net = _compiled(model, device, settings.batch_size) if settings.compile else model
         self._shapes: set[tuple[int, ...]] = set()
         bits = tuple(sorted({PNG_BITS[f] for f in settings.formats if f in PNG_BITS}))
@@ -72,9 +78,10 @@ class Engine:
         net = self.preprocess.check(*pixels.shape[:2], name=name)
         job = Job(name, tuple(pixels.shape[:2]), net, pixels)
         if self.settings.on_device:
-            # torch wants writable memory to wrap; Pillow's arrays are read-only (a copy, here in
-            # a reader thread rather than on the main thread that feeds the device)
-            job.pixels = np.require(pixels, requirements=["C", "W"])
+            # copied here, in a reader thread, not on the main thread that feeds the device: into
+            # pinned memory for CUDA (the upload is then asynchronous), else into writable memory
+            # (torch does not wrap Pillow's read-only arrays)
+            job.pixels = _staged(pixels, self.device)
         else:
             with self.profile.stage("preprocess"):
                 job.tensor, job.pixels = self.preprocess(pixels, name=name), None
@@ -103,10 +110,7 @@ class Engine:
     def _input(self, job: Job) -> torch.Tensor:
         if job.tensor is not None:
             return job.tensor.to(self.device, non_blocking=True)
-        pixels = torch.from_numpy(job.pixels)
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory()
-        job.pixels = None
+        pixels, job.pixels = job.pixels, None
         return self.preprocess(pixels.to(self.device, non_blocking=True), name=job.name)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,6 +173,16 @@ class Engine:
             return DepthMap(rest[-1] if self._needs_float else None, float(bounds_h[0]), float(bounds_h[1]), quantised)
 
         return depth_map
+
+
+def _staged(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) pixels as a CPU tensor ready to upload to `device`."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
+    dtype = torch.uint8 if pixels.dtype == np.uint8 else torch.float32
+    staged = torch.empty(pixels.shape, dtype=dtype, pin_memory=True)
+    staged.numpy()[...] = pixels
+    return staged
 
 
 def _check_finite(job: Job, counts: np.ndarray, total: int, dtype: torch.dtype) -> None:

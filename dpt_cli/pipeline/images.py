@@ -159,7 +159,9 @@ UNIT.flags.writeable = False
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 or float32 pixels -> float32 RGB in 0..1 (float input returned as is)."""
-    return UNIT[pixels] if pixels.dtype == np.uint8 else pixels
+    if pixels.dtype != np.uint8:
+        return pixels
+    return np.divide(pixels, np.float32(255.0), dtype=np.float32)  # == UNIT[pixels], 4x faster
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

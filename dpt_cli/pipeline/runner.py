@@ -42,6 +42,10 @@ from .preprocess import Preprocess
 from .profile import Profile
 
 PIXEL_BUDGET = 64_000_000  # photos in flight, in pixels: ~20 bytes each at the peak of their stages
+# With the device placement a photo holds ~10 bytes a pixel on the host (uint8 pixels, their
+# pinned copy, the quantised map coming back), and a GPU needs batches of 32-64 photos in flight
+# plus those being written: four times the pixels for about the same memory.
+DEVICE_PIXEL_BUDGET = 4 * PIXEL_BUDGET
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,13 @@ class Runner:
     # --- the engine --------------------------------------------------------------------------
 
     def _process(self, todo: list[int]) -> None:
+        if not todo:  # every input failed, was skipped or refused: no model was loaded
+            return
         opts = self.options
         self._engine = self._make_engine()
         window = max(2, opts.workers) * 2 + opts.batch_size
-        self._budget = PixelBudget(opts.pixel_budget or PIXEL_BUDGET, self._stop)
+        default = DEVICE_PIXEL_BUDGET if self._engine.settings.on_device else PIXEL_BUDGET
+        self._budget = PixelBudget(opts.pixel_budget or default, self._stop)
         needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
         readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=_one_thread)
         writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=_one_thread)

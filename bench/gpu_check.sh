@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# GPU check of the pipeline benchmarks, run from the repository root, no network (HF_HUB_OFFLINE=1).
+#
+# Prints, every figure measured in this run (see bench/bench_pipeline.py's docstring):
+#   1. bench_pipeline.py --host-only: a tiny model (forward on the GPU), 48 photos 1024x768; per-photo
+#      stage costs on one core, img/s on all cores, efficiency against N / (read+preprocess+encode).
+#   2. bench_pipeline.py --no-compile: table A, 512 photos 1024x768, ours bf16 batch 64 (squashed to
+#      384x384 as transformers must, and keeping the aspect) vs transformers' pipeline fp16 batch 16;
+#      ours bf16 vs fp32 error; table C eager (model alone, 384x384 bf16, batch 64 img/s, batch 1 ms).
+#   3. bench_pipeline.py --model-only: table C again, eager then torch.compile'd (4 compiles); each row
+#      is printed once measured, so a timeout keeps the rows done.
+#   4. bench_forward.py, only if it takes a --device option (today it is CPU float32 only: skipped).
+# The plain `bench_pipeline.py` does 2 and 3 in one run plus an `ours --compile` row in A, too long
+# for this budget. Steps have their own timeouts (50 + 155 + 105 + 20 s): under 6 minutes on an
+# H100 with 16 cores whatever happens; expected about 4 to 5 (compile times not yet measured there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=""
+for candidate in .venv/bin/python python python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import torch" >/dev/null 2>&1; then
+        PY=$candidate
+        break
+    fi
+done
+[ -n "$PY" ] || { echo "no python with torch found (.venv/bin/python, python, python3)"; exit 2; }
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+
+failed=0
+step() {  # step SECONDS ARGS...: one timed step; a failure or timeout is reported and the next step runs
+    local limit=$1 start=$SECONDS code=0
+    shift
+    echo "=== $PY $* (timeout ${limit} s)"
+    timeout --kill-after=5 "$limit" "$PY" "$@" || code=$?
+    case $code in
+        0) ;;
+        124|137) echo "=== timed out after ${limit} s: the rows above are what it measured"; failed=1 ;;
+        *) echo "=== exit status $code"; failed=1 ;;
+    esac
+    echo "=== $((SECONDS - start)) s"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
+step 50 bench/bench_pipeline.py --host-only
+step 155 bench/bench_pipeline.py --no-compile
+step 105 bench/bench_pipeline.py --model-only
+if timeout 60 "$PY" bench/bench_forward.py --help 2>/dev/null | grep -q -- "--device"; then
+    step 20 bench/bench_forward.py --device cuda --runs 5
+else
+    echo "=== bench_forward.py skipped: it has no --device option (CPU float32 only)"
+fi
+exit $failed
