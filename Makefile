@@ -34,6 +34,9 @@ bench: install
 	$(BIN)/python bench/bench_forward.py
 	$(BIN)/python bench/bench_convert.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_encode.py
+	$(BIN)/python bench/bench_pipeline.py --host-only
+	$(BIN)/python bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

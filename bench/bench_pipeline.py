@@ -201,32 +201,41 @@ def end_to_end(tmp: Path, folder: Path, args, flags: set[str], gpu: bool) -> Non
     else:
         ours = {f"ours {short} b1": base + squashed + ["--dtype", dt, "--batch-size", "1"] for short, dt in (("fp32", "float32"), ("bf16", "bfloat16"))}
         theirs = ("transformers fp32 b1", "float32", 1)
+    # transformers' pipeline on a GPU runs at a few img/s: it gets the first `--theirs-photos` (img/s compared)
+    subset, expected = photos, {name: args.photos for name in ours}
+    if gpu and args.theirs_photos < args.photos:
+        subset = tmp / "photos-theirs"
+        subset.mkdir()
+        for p in sorted(photos.glob("*.jpg"))[: args.theirs_photos]:
+            os.link(p, subset / p.name)
+    expected[theirs[0]] = len(list(subset.glob("*.jpg")))
     runs: dict[str, list[Run]] = {name: [] for name in [*ours, theirs[0]]}
     for r in range(args.repeats):
         for k, name in enumerate(runs):
             out = tmp / f"out{k}"
             runs[name].append(run_ours([photos], out, folder, ours[name]) if name in ours
-                              else run_theirs(photos, out, folder, device, theirs[1], theirs[2], squash))
+                              else run_theirs(subset, out, folder, device, theirs[1], theirs[2], squash))
             shutil.rmtree(out, ignore_errors=True)
             print(f"  repeat {r + 1}/{args.repeats} {name}: {runs[name][-1].wall:.1f} s child wall", flush=True)
-    print_end_to_end(runs, theirs[0], args, squash, "--profile" in flags)
+    print_end_to_end(runs, expected, theirs[0], args, squash, "--profile" in flags)
     print_errors(tmp, photos, folder, device)
 
 
-def print_end_to_end(runs: dict[str, list[Run]], ref: str, args, squash: bool, profiled: bool) -> None:
-    print(f"\nA. folder end to end: {args.photos} JPEGs {args.photo_size}, median of {args.repeats} interleaved run(s)"
+def print_end_to_end(runs: dict[str, list[Run]], expected: dict[str, int], ref: str, args, squash: bool, profiled: bool) -> None:
+    print(f"\nA. folder end to end: {args.photos} JPEGs {args.photo_size} (transformers: {expected[ref]}), median of {args.repeats} interleaved run(s)"
           + (", both sides squash to 384x384 (transformers' DPT needs a square grid)" if squash else ""))
     header = f"{'run':26} {'in-run s':>9} {'img/s':>8} {'vs theirs':>9} {'wall s':>8} {'img/s':>8} {'vs theirs':>9} {'others':>7}"
     print(header + "\n" + "-" * len(header))
     med = {}
     for name, rs in runs.items():
-        bad = next((r for r in rs if r.code != 0 or r.images != args.photos), None)
+        n = expected[name]
+        bad = next((r for r in rs if r.code != 0 or r.images != n), None)
         if bad:
-            print(f"{name:26} FAILED (exit {bad.code}, {bad.images} of {args.photos} images): {tail(bad)}")
+            print(f"{name:26} FAILED (exit {bad.code}, {bad.images} of {n} images): {tail(bad)}")
             continue
         inrun = statistics.median(r.inrun for r in rs) if all(r.inrun for r in rs) else None
         wall = statistics.median(r.wall for r in rs)
-        med[name] = (inrun and args.photos / inrun, args.photos / wall, inrun, wall, statistics.median(r.others for r in rs))
+        med[name] = (inrun and n / inrun, n / wall, inrun, wall, statistics.median(r.others for r in rs))
     ti, tw = med.get(ref, (None, None))[:2]
     for name, (ri, rw, inrun, wall, others) in med.items():
         print(f"{name:26} {fmt(inrun, '.2f', 9)} {fmt(ri, '.3f', 8)} {fmt(ri and ti and ri / ti, '.3f', 9)} "
@@ -287,6 +296,7 @@ def model_only(folder: Path, compile_too: bool, device: str = "cuda") -> None:
           f"{models['theirs'].config._attn_implementation}); medians after warm-up, synchronised; compiled: dynamic=False, one graph per batch size")
     header = f"{'model':16} {'b64 img/s':>10} {'vs theirs':>9} {'b1 ms':>8} {'vs theirs':>9} {'1st call b64, b1 s':>19}"
     print(header + "\n" + "-" * len(header), flush=True)
+    ref = (1.0, 1.0)  # transformers' row comes first in each mode and sets it
     for mode in ("eager", "compiled") if compile_too else ("eager",):
         for name in ("theirs", "ours"):  # each row as soon as measured: a timeout keeps what was done
             fn = calls[name](torch.compile(models[name], dynamic=False) if mode == "compiled" else models[name])
@@ -343,6 +353,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved runs of each; default 2 on CPU, 1 on GPU")
     ap.add_argument("--no-compile", action="store_true", help="GPU: no torch.compile rows, no ours --compile")
     ap.add_argument("--model-only", action="store_true", help="GPU: table C alone (no photos, no end-to-end runs)")
+    ap.add_argument("--theirs-photos", type=int, default=64, help="GPU: photos for transformers' pipeline (its img/s is compared)")
     ap.add_argument("--net-size", type=int, default=None, help="--host-only: the CLI's --size (default: the model's 384)")
     ap.add_argument("--dir", type=Path, default=None, help="where models, photos and outputs go (default a temp dir)")
     ap.add_argument("--theirs-child", default=None, help=argparse.SUPPRESS)
