@@ -81,3 +81,22 @@ def test_compile_gives_the_same_depth(tiny, tmp_path):
         want = np.load(plain / (src.stem + ".npy"))
         got = np.load(compiled / (src.stem + ".npy"))
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_a_bad_encoder_choice_is_one_usage_error(tiny, tmp_path, monkeypatch):
+    src = photo(tmp_path / "in.png")
+    monkeypatch.setenv("DPT_PNG_ENCODER", "zopfli")
+    result = run_cli("depth", src, "-o", tmp_path / "d.png", "-m", tiny)
+    assert result.code == 2 and result.err == "dpt: error: DPT_PNG_ENCODER='zopfli': expected pillow, libdeflate or auto\n"
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_pillow_and_libdeflate_write_the_same_pixels(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("deflate")
+    src = photo(tmp_path / "in.png", size=(90, 70))
+    pixels = []
+    for backend in ("pillow", "libdeflate"):
+        monkeypatch.setenv("DPT_PNG_ENCODER", backend)
+        assert run_cli("depth", src, "-o", tmp_path / f"{backend}.png", "-m", tiny, "-q").code == 0
+        pixels.append(np.asarray(Image.open(tmp_path / f"{backend}.png")))
+    assert np.array_equal(*pixels)

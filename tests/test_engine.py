@@ -127,6 +127,43 @@ def test_out_of_memory_halves_the_batch_and_keeps_results(saved_models):
         assert np.abs(g.depth - e.depth).max() <= 1e-5 * np.abs(e.depth).max()
 
 
+def test_out_of_memory_with_compile_padding_halves_the_padded_batch(saved_models):
+    """--compile pads 3 photos to the batch size 8: the back-off halves 8, not 3."""
+    folder, _ = saved_models("readout_add")
+    engine = _engine(folder, "depth", False, {"npy"}, batch_size=8)
+    engine.settings = Settings("depth", frozenset({"npy"}), compile=True, batch_size=8)
+    engine.net = _OutOfMemoryAbove(engine.model, limit=2)
+    got = _results(engine, [_photos(1)[0]] * 3)
+    assert engine.net.sizes == [8, 4, 2, 2] and engine.batch_size == 2 and len(got) == 3
+
+
+def test_a_runtime_error_saying_out_of_memory_backs_off_too(saved_models):
+    """MPS and older CUDA builds raise a plain RuntimeError."""
+    folder, _ = saved_models("readout_add")
+    engine = _engine(folder, "depth", False, {"npy"}, batch_size=2)
+    calls = []
+
+    def net(x):
+        calls.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB)")
+        return engine.model(x)
+
+    engine.net = net
+    assert len(_results(engine, [_photos(1)[0]] * 2)) == 2 and calls == [2, 1, 1]
+
+
+def test_uploaded_taps_equal_the_host_ones():
+    from dpt_cli.pipeline.resample import _device_taps, _tap_tensors
+
+    cpu = torch.device("cpu")
+    for n_in, n_out, cubic in [(768, 384, True), (50, 173, False)]:
+        idx, weights = _device_taps(n_in, n_out, cubic, cpu, torch.float32)
+        part = slice(7, 40)
+        want_idx, want_weights = _tap_tensors(n_in, n_out, cubic, part, cpu, torch.float32, shift=3)
+        assert torch.equal(idx[:, part] - 3, want_idx) and torch.equal(weights[:, part], want_weights)
+
+
 def test_out_of_memory_at_batch_one_is_an_error(saved_models):
     folder, _ = saved_models("readout_add")
     engine = _engine(folder, "depth", False, {"npy"}, batch_size=1)

@@ -47,7 +47,7 @@ def execute(
     import torch
 
     from ..interrupts import raise_if_received
-    from ..pipeline import outputs, preprocess
+    from ..pipeline import outputs, png, preprocess
     from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
     from ..pipeline.inputs import expand
     from ..pipeline.lock import OutputLock
@@ -57,6 +57,10 @@ def execute(
     from .report import Reporter
 
     raise_if_received()  # a Ctrl-C that an import swallowed still stops us
+    try:
+        png.backend()  # DPT_PNG_ENCODER is checked once, not per file
+    except (ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
     if not output:
         raise UsageError("-o: an empty path names no file or folder (for the current folder, say -o .)")
     output = Path(output)

@@ -5,8 +5,9 @@ The same computation in one of two placements (every value identical; tests run 
   the network, writer threads resize each result back to its photo's size;
 - device (GPU): readers only decode; the main thread uploads uint8 pixels, preprocesses, runs
   the network, resizes back, takes min/max and quantises PNG maps on the device, then starts
-  copies into pinned host memory. No step waits for the device: each writer thread waits for its
-  own photo's copy, so the next batch is queued while this one computes.
+  copies into pinned host memory. The main thread does not wait for the device (constants and
+  resampling taps are uploaded once, not per photo): each writer thread waits for its own
+  photo's copy, so the next batch is queued while this one computes.
 A non-finite output is found on the device too and fails its photo in the writer thread.
 """
 
@@ -61,6 +62,7 @@ class Engine:
         self.model, self.preprocess, self.device, self.dtype = model, preprocess, device, dtype
         self.settings, self.profile, self.notice = settings, profile, notice
         self.batch_size = settings.batch_size  # lowered for good when the device runs out of memory
+        use_device(device)
         if device.type == "cpu" and dtype == torch.float32:
             # oneDNN's float32 convolutions run ~10% faster over the whole DPT-Large forward in
             # channels-last layout (3.32 s -> 2.99 s at 384x384 on 2 cores); in bfloat16 they
@@ -98,7 +100,7 @@ class Engine:
         # NaN and infinity counts per photo, at network resolution, travel with the result
         counts = torch.stack([torch.isnan(y).flatten(1).sum(1), torch.isinf(y).flatten(1).sum(1)], 1)
         if not self.settings.on_device:
-            counts = counts.numpy()
+            counts = counts.cpu().numpy()
             return [self._on_host(y[j], job, counts[j], y[j].numel()) for j, job in enumerate(jobs)]
         with self.profile.stage("postprocess"):
             fetches = [self._on_device(y[j], job, counts[j], y[j].numel()) for j, job in enumerate(jobs)]
@@ -108,10 +110,13 @@ class Engine:
     # --- inputs and the network ------------------------------------------------------------
 
     def _input(self, job: Job) -> torch.Tensor:
-        if job.tensor is not None:
-            return job.tensor.to(self.device, non_blocking=True)
+        if job.tensor is not None:  # preprocessed by a reader (the host placement)
+            tensor, job.tensor = job.tensor, None
+            return tensor.to(self.device)
         pixels, job.pixels = job.pixels, None
-        return self.preprocess(pixels.to(self.device, non_blocking=True), name=job.name)
+        # asynchronous only from pinned memory: from pageable memory the source may be freed
+        # before the copy reads it (MPS), and CUDA would copy synchronously anyway
+        return self.preprocess(pixels.to(self.device, non_blocking=pixels.is_pinned()), name=job.name)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network on x (B, 3, h, w); on out-of-memory, halves the batch size for the rest of
@@ -120,21 +125,25 @@ class Engine:
         n = x.shape[0]
         if n > self.batch_size:
             return torch.cat([self._forward(part) for part in x.split(self.batch_size)])
+        padded = x
         if self.settings.compile and n < self.batch_size:
-            x = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
-        if self.settings.compile and tuple(x.shape) not in self._shapes:
-            self._shapes.add(tuple(x.shape))
-            self.notice(f"compiling for {x.shape[0]} x {x.shape[2]}x{x.shape[3]} inputs (once per size; slow)")
+            padded = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
+        if self.settings.compile and tuple(padded.shape) not in self._shapes:
+            self._shapes.add(tuple(padded.shape))
+            self.notice(f"compiling for {padded.shape[0]} x {padded.shape[2]}x{padded.shape[3]} inputs (once per size; slow)")
         try:
             with torch.inference_mode():
-                return self.net(x)[:n]
-        except torch.OutOfMemoryError:
-            if n == 1:
+                y = self.net(padded)[:n]
+            # CUDA-graph outputs are overwritten by the next replay: keep a copy
+            return y.clone() if self.settings.compile else y
+        except Exception as exc:
+            if not _out_of_memory(exc) or padded.shape[0] == 1:
                 raise
-            self.batch_size = max(1, n // 2)
-            _free(self.device)
-            self.notice(f"out of memory at batch {n}: batch size now {self.batch_size}")
-            return self._forward(x[:n])
+        # out of the handler: its traceback holds the failed pass's activations
+        self.batch_size = max(1, padded.shape[0] // 2)
+        _free(self.device)
+        self.notice(f"out of memory at batch {padded.shape[0]}: batch size now {self.batch_size}")
+        return self._forward(x)
 
     def _sync(self) -> None:
         if self.profile.enabled and self.device.type == "cuda":
@@ -166,10 +175,12 @@ class Engine:
         bounds, maps = quantise_on_device(depth, self.settings.value_range, self._bits)
         wait = to_host([counts, bounds, *maps.values(), *([depth] if self._needs_float else [])])
 
+        bits = tuple(maps)  # not the dict: the closure would hold its device maps until written
+
         def depth_map() -> Result:
             counts_h, bounds_h, *rest = wait()
             _check_finite(job, counts_h, total, self.dtype)
-            quantised = dict(zip(maps, rest))
+            quantised = dict(zip(bits, rest))
             return DepthMap(rest[-1] if self._needs_float else None, float(bounds_h[0]), float(bounds_h[1]), quantised)
 
         return depth_map
@@ -196,6 +207,19 @@ def _compiled(model: DPT, device: torch.device, batch_size: int):
     # CUDA graphs (reduce-overhead) pay at small batches, where launch overhead dominates
     mode = "reduce-overhead" if device.type == "cuda" and batch_size <= 8 else None
     return torch.compile(model, dynamic=False, mode=mode)
+
+
+def use_device(device: torch.device) -> None:
+    """Make cuda:N this thread's current GPU: pinned memory, events and streams otherwise go to GPU 0."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """CUDA's OutOfMemoryError (torch >= 2.5 also as torch.OutOfMemoryError); MPS and older
+    builds say so in a RuntimeError."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def _free(device: torch.device) -> None:

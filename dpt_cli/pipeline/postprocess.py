@@ -15,6 +15,7 @@ Results are bitwise those of the untiled computation (see `resample`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, TypeVar
 
 import numpy as np
@@ -64,6 +65,12 @@ def depth_to_size(pred: torch.Tensor, size: tuple[int, int], on_device: bool = F
     return _to_size(pred[None], out, lambda tile: tile[0], 4)
 
 
+@lru_cache(maxsize=8)
+def _range_on(value_range: tuple[float, float], device: torch.device) -> torch.Tensor:
+    """--range as a float64 tensor on `device`, made once (made per photo, it would wait on the GPU)."""
+    return torch.tensor(value_range, dtype=torch.float64).to(device)
+
+
 def quantise_on_device(
     depth: torch.Tensor, value_range: tuple[float, float] | None, bits: tuple[int, ...]
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
@@ -77,7 +84,7 @@ def quantise_on_device(
     if value_range is None:
         bounds = torch.stack([depth.min(), depth.max()]).to(torch.float64)
     else:
-        bounds = torch.tensor(value_range, dtype=torch.float64, device=depth.device)
+        bounds = _range_on(value_range, depth.device)
     span = bounds[1] - bounds[0]
     unit = ((depth - bounds[0].to(torch.float32)) / span.to(torch.float32)).clamp_(0.0, 1.0)
     unit = torch.where(span > float(np.finfo(np.float32).eps), unit, torch.zeros((), device=depth.device))

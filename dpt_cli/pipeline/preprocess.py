@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,7 @@ class Preprocess:
         x = _unit(pixels).permute(2, 0, 1)
         if (h, w) != tuple(x.shape[-2:]):
             x = resize(x, (h, w), cubic=self.resample == BICUBIC)
-        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        mean, std = _constants(self.mean, self.std, x.device)
         return (x - mean) / std
 
 
@@ -92,6 +92,14 @@ def _unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 _TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+@lru_cache(maxsize=16)
+def _constants(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, 1, 1) mean and std on `device`, made once: a tensor made from host data on a GPU
+    waits for all queued work, and this runs per photo. Tensors, not Python scalars: a GPU
+    divides by a scalar as a multiply by its reciprocal, which rounds differently."""
+    return torch.tensor(mean).view(3, 1, 1).to(device), torch.tensor(std).view(3, 1, 1).to(device)
 
 
 def _table(device: torch.device) -> torch.Tensor:

@@ -104,20 +104,17 @@ def _gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     return x.index_select(dim, index)
 
 
-def _apply(x: torch.Tensor, dim: int, idx: np.ndarray, weights: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """Sum over taps t of x.index_select(dim, idx[:, t]) * weights[:, t], in `dtype`.
+def _apply(x: torch.Tensor, dim: int, idx_t: torch.Tensor, weights_t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Sum over taps t of x.index_select(dim, idx_t[t]) * weights_t[t], in `dtype`.
 
-    x: (..., n_in, ...) any dtype; idx, weights: (n_out, k). Returns x's shape with n_out at `dim`.
-    One tap is gathered at a time and the products accumulate in place: peak = result + one slice
-    (+ one slice in x's dtype when it must be converted).
+    x: (..., n_in, ...) any dtype; idx_t, weights_t: (k, n_out) on x's device. Returns x's shape
+    with n_out at `dim`. One tap is gathered at a time and the products accumulate in place:
+    peak = result + one slice (+ one slice in x's dtype when it must be converted).
     """
     shape = [1] * x.dim()
     shape[dim] = -1  # weights broadcast along every other dim
-    # (k, n_out) copies, one contiguous row a tap; the cached arrays stay read-only
-    idx_t = torch.tensor(np.ascontiguousarray(idx.T), device=x.device)
-    weights_t = torch.tensor(np.ascontiguousarray(weights.T), device=x.device, dtype=dtype)
     acc = None
-    for t in range(idx.shape[1]):
+    for t in range(idx_t.shape[0]):
         g = _gather(x, dim, idx_t[t]).to(dtype)
         g.mul_(weights_t[t].view(shape))
         if acc is None:
@@ -126,6 +123,28 @@ def _apply(x: torch.Tensor, dim: int, idx: np.ndarray, weights: np.ndarray, dtyp
             acc.add_(g)
         del g  # before the next tap's gather
     return acc
+
+
+def _tap_tensors(
+    n_in: int, n_out: int, cubic: bool, part: slice, device: torch.device, dtype: torch.dtype, shift: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, len(part)) indices (minus `shift`) and weights as tensors on `device`.
+
+    Off the CPU, a whole axis's taps are uploaded once and sliced there: creating a tensor from
+    host data on a GPU waits for everything queued before it, and this runs per photo and tile.
+    """
+    if device.type != "cpu" and n_out <= CACHED_AXIS:
+        idx_t, weights_t = _device_taps(n_in, n_out, cubic, device, dtype)
+        return idx_t[:, part] - shift, weights_t[:, part]
+    idx, weights = taps_of(n_in, n_out, cubic, part)
+    # (k, n) copies, one contiguous row a tap; the cached arrays stay read-only
+    return torch.tensor(np.ascontiguousarray((idx - shift).T), device=device), torch.tensor(np.ascontiguousarray(weights.T), device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def _device_taps(n_in: int, n_out: int, cubic: bool, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    idx, weights = taps(n_in, n_out, cubic)
+    return torch.from_numpy(idx.T.copy()).to(device), torch.from_numpy(weights.T.copy()).to(dtype).to(device)
 
 
 def resize(
@@ -145,12 +164,11 @@ def resize(
     """
     h, w = size
     rows, cols = rows or slice(0, h), cols or slice(0, w)
-    iy, wy = taps_of(x.shape[-2], h, cubic, rows)
-    ix, wx = taps_of(x.shape[-1], w, cubic, cols)
+    ix, _ = taps_of(x.shape[-1], w, cubic, cols)
     lo, hi = (int(ix.min()), int(ix.max()) + 1) if ix.size else (0, 0)
     dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
-    vertical = _apply(x[..., lo:hi], x.dim() - 2, iy, wy, dtype)
-    return _apply(vertical, x.dim() - 1, ix - lo, wx, dtype)
+    vertical = _apply(x[..., lo:hi], x.dim() - 2, *_tap_tensors(x.shape[-2], h, cubic, rows, x.device, dtype), dtype)
+    return _apply(vertical, x.dim() - 1, *_tap_tensors(x.shape[-1], w, cubic, cols, x.device, dtype, shift=lo), dtype)
 
 
 # --- memory budget ---------------------------------------------------------------------------

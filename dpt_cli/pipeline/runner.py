@@ -20,6 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,7 +34,7 @@ from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
 from .encoding import write_depth, write_segmentation
-from .engine import Engine, Job, Result, Settings
+from .engine import Engine, Job, Result, Settings, use_device
 from .images import decode_image, to_uint8
 from .inputs import InputItem, InputProblem
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
@@ -42,9 +43,9 @@ from .preprocess import Preprocess
 from .profile import Profile
 
 PIXEL_BUDGET = 64_000_000  # photos in flight, in pixels: ~20 bytes each at the peak of their stages
-# With the device placement a photo holds ~10 bytes a pixel on the host (uint8 pixels, their
-# pinned copy, the quantised map coming back), and a GPU needs batches of 32-64 photos in flight
-# plus those being written: four times the pixels for about the same memory.
+# With the device placement a photo holds ~10-20 bytes a pixel on the host (uint8 pixels, their
+# pinned copy, the int32 16-bit map and any float32 map coming back), and a GPU needs batches of
+# 32-64 photos in flight plus those being written: four times the pixels, up to ~5 GB.
 DEVICE_PIXEL_BUDGET = 4 * PIXEL_BUDGET
 
 
@@ -176,8 +177,9 @@ class Runner:
         default = DEVICE_PIXEL_BUDGET if self._engine.settings.on_device else PIXEL_BUDGET
         self._budget = PixelBudget(opts.pixel_budget or default, self._stop)
         needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
-        readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=_one_thread)
-        writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=_one_thread)
+        setup = partial(_worker_thread, self.device)
+        readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=setup)
+        writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=setup)
         reading: deque[tuple[int, Future]] = deque()
         writing: deque[tuple[int, Future]] = deque()  # (input index, its write)
         buckets: dict[tuple[int, int], list[_Prepared]] = {}
@@ -225,7 +227,8 @@ class Runner:
     def _make_engine(self) -> Engine:
         opts = self.options
         formats = frozenset(f for outs in self._targets for f in outs)
-        on_device = self.device.type != "cpu" if opts.on_device is None else opts.on_device
+        # the device placement by default on CUDA only: MPS has no float64 (exact quantising)
+        on_device = self.device.type == "cuda" if opts.on_device is None else opts.on_device
         settings = Settings(self.task, formats, opts.value_range, on_device, opts.compile, opts.batch_size)
         return Engine(self.model, self.preprocess, self.device, self.dtype, settings, self._profile, self._notice)
 
@@ -269,7 +272,7 @@ class Runner:
     def _infer(self, batch: list[_Prepared], pool: ThreadPoolExecutor, writing: deque) -> None:
         try:
             fetches = self._engine.infer([p.job for p in batch])
-        except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, unsupported dtype on device, ...
+        except Exception as exc:  # out of memory at batch 1, unsupported dtype on the device, ...
             message = shown(first_line(exc))
             for p in batch:
                 self._give_back(p)
@@ -302,7 +305,12 @@ class Runner:
         """Write one input's outputs and record the outcome (ok only once every file is in place)."""
         i, record, outs, opts = p.index, self._records[p.index], self._targets[p.index], self.options
         try:
-            result = fetch()
+            try:
+                result = fetch()
+            except (DPTError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # resizing back out of memory, a device error at the copy, ...
+                raise DPTError(f"{shown(self._items[i].path)}: inference failed ({shown(first_line(exc))})") from None
             with self._profile.stage("encode"):
                 if self.task == SEGMENTATION:
                     write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
@@ -327,6 +335,9 @@ def _problem_record(p: InputProblem) -> FileRecord:
     return FileRecord(input=p.path, status=FAILED, error=message)
 
 
-def _one_thread() -> None:
-    """Worker threads run torch ops on one thread each (this thread's setting only)."""
+def _worker_thread(device: torch.device) -> None:
+    """Reader and writer threads run torch ops on one thread each (the main thread keeps its
+    count; threads started later inherit 1), and use the run's GPU, not GPU 0, for pinned
+    memory and events."""
     torch.set_num_threads(1)
+    use_device(device)

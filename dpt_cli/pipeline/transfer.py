@@ -21,8 +21,10 @@ def to_host(tensors: list[torch.Tensor]) -> Callable[[], list[np.ndarray]]:
     pinned = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
     for host, t in zip(pinned, tensors):
         host.copy_(t, non_blocking=True)
-    done = torch.cuda.Event()
-    done.record()
+    # on the tensors' own device's stream (cuda:N need not be the current device); a blocking
+    # event lets waiting writer threads sleep instead of spinning on a core
+    done = torch.cuda.Event(blocking=True)
+    done.record(torch.cuda.current_stream(tensors[0].device))
 
     def wait() -> list[np.ndarray]:
         done.synchronize()
