@@ -71,8 +71,7 @@ class Engine:
             model.head.to(memory_format=torch.channels_last)
         self.net = _compiled(model, device, settings.batch_size) if settings.compile else model
         self._shapes: set[tuple[int, ...]] = set()
-        bits = tuple(sorted({PNG_BITS[f] for f in settings.formats if f in PNG_BITS}))
-        self._bits = bits
+        self._bits = tuple(sorted({PNG_BITS[f] for f in settings.formats if f in PNG_BITS}))
         self._needs_float = any(f not in PNG_BITS for f in settings.formats)
 
     def prepare(self, pixels: np.ndarray, name: str) -> Job:

@@ -91,7 +91,10 @@ def _unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     return pixels.to(torch.float32)
 
 
-_TABLES: dict[torch.device, torch.Tensor] = {}
+@lru_cache(maxsize=16)
+def _table(device: torch.device) -> torch.Tensor:
+    """images.UNIT on `device`, uploaded once."""
+    return torch.from_numpy(UNIT.copy()).to(device)
 
 
 @lru_cache(maxsize=16)
@@ -101,11 +104,6 @@ def _constants(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Ten
     divides by a scalar as a multiply by its reciprocal, which rounds differently."""
     return torch.tensor(mean).view(3, 1, 1).to(device), torch.tensor(std).view(3, 1, 1).to(device)
 
-
-def _table(device: torch.device) -> torch.Tensor:
-    if device not in _TABLES:  # racing threads build equal tables: harmless
-        _TABLES[device] = torch.from_numpy(UNIT.copy()).to(device)
-    return _TABLES[device]
 
 
 def original(task: str) -> Preprocess:

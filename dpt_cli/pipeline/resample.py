@@ -126,9 +126,11 @@ def _apply(x: torch.Tensor, dim: int, idx_t: torch.Tensor, weights_t: torch.Tens
 
 
 def _tap_tensors(
-    n_in: int, n_out: int, cubic: bool, part: slice, device: torch.device, dtype: torch.dtype, shift: int = 0
+    n_in: int, n_out: int, cubic: bool, part: slice, device: torch.device, dtype: torch.dtype, shift: int = 0,
+    host: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k, len(part)) indices (minus `shift`) and weights as tensors on `device`.
+    """(k, len(part)) indices (minus `shift`) and weights as tensors on `device`; `host`: the
+    numpy taps_of(n_in, n_out, cubic, part) when the caller already has them.
 
     Off the CPU, a whole axis's taps are uploaded once and sliced there: creating a tensor from
     host data on a GPU waits for everything queued before it, and this runs per photo and tile.
@@ -136,7 +138,7 @@ def _tap_tensors(
     if device.type != "cpu" and n_out <= CACHED_AXIS:
         idx_t, weights_t = _device_taps(n_in, n_out, cubic, device, dtype)
         return idx_t[:, part] - shift, weights_t[:, part]
-    idx, weights = taps_of(n_in, n_out, cubic, part)
+    idx, weights = host or taps_of(n_in, n_out, cubic, part)
     # (k, n) copies, one contiguous row a tap; the cached arrays stay read-only
     return torch.tensor(np.ascontiguousarray((idx - shift).T), device=device), torch.tensor(np.ascontiguousarray(weights.T), device=device, dtype=dtype)
 
@@ -164,11 +166,13 @@ def resize(
     """
     h, w = size
     rows, cols = rows or slice(0, h), cols or slice(0, w)
-    ix, _ = taps_of(x.shape[-1], w, cubic, cols)
+    horizontal = taps_of(x.shape[-1], w, cubic, cols)
+    ix = horizontal[0]
     lo, hi = (int(ix.min()), int(ix.max()) + 1) if ix.size else (0, 0)
     dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
     vertical = _apply(x[..., lo:hi], x.dim() - 2, *_tap_tensors(x.shape[-2], h, cubic, rows, x.device, dtype), dtype)
-    return _apply(vertical, x.dim() - 1, *_tap_tensors(x.shape[-1], w, cubic, cols, x.device, dtype, shift=lo), dtype)
+    across = _tap_tensors(x.shape[-1], w, cubic, cols, x.device, dtype, shift=lo, host=horizontal)
+    return _apply(vertical, x.dim() - 1, *across, dtype)
 
 
 # --- memory budget ---------------------------------------------------------------------------
