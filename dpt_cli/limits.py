@@ -5,6 +5,10 @@ Each is far beyond any sensible use, and exists so that a typo (`--size 99999`,
 (Bounds on model configs live with the config parser.)
 """
 
-MAX_NETWORK_SIDE = 4096  # pixels; 65,536 ViT tokens at patch 16, far past what DPT was trained on
+MAX_NETWORK_SIDE = 4096  # pixels a side: a 384x4096 input suits a panorama
+# pixels in all: 16,384 ViT tokens at patch 16 (DPT was trained at 576). Attention grows with the
+# square of the tokens: beyond this a CPU forward pass takes many minutes and gigabytes, and one
+# operation may run for a minute before Ctrl-C can stop it.
+MAX_NETWORK_PIXELS = 2048 * 2048
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 256

@@ -70,7 +70,9 @@ def test_single_file_formats(depth_model, tmp_path):
     for name in ("d.jpg", "d.webp"):
         picture = Image.open(tmp_path / name)
         assert picture.mode == "RGB" and picture.size == (70, 45)
-    assert Image.open(tmp_path / "sbs.jpg").size == (140, 45)
+    # --side-by-side adds the picture beside the one named: "also" means also
+    assert Image.open(tmp_path / "sbs.jpg").size == (70, 45)
+    assert Image.open(tmp_path / "sbs.side-by-side.jpg").size == (140, 45)
     manifest = json.loads((tmp_path / "dpt-run.json").read_text())
     assert manifest["files"][0]["input_size"] == [45, 70]
 
@@ -104,8 +106,8 @@ def test_directory_formats_names_and_manifest(depth_model, tmp_path):
         assert Image.open(out / f"{stem}.color.png").size == size[::-1]
         assert Image.open(out / f"{stem}.side-by-side.png").size == (2 * size[1], size[0])
     manifest = json.loads((out / "dpt-run.json").read_text())
-    assert manifest["units"] == "inverse relative depth (larger is nearer)"
-    assert manifest["counts"] == {"ok": 4, "skipped": 0, "failed": 0, "interrupted": 0}
+    assert manifest["runs"][-1]["units"] == "inverse relative depth (larger is nearer)"
+    assert manifest["runs"][-1]["counts"] == {"ok": 4, "skipped": 0, "failed": 0, "interrupted": 0}
     first = manifest["files"][0]
     assert first["status"] == "ok" and first["network_size"] == list(original_size(40, 50, 384)) and first["min"] < first["max"]
     assert len(first["outputs"]) == 7
@@ -174,7 +176,7 @@ def test_bad_inputs_are_skipped_and_reported(depth_model, tmp_path):
         assert any(name in e and problem in e for e in errors), (name, errors)
     assert (tmp_path / "out" / "good.png").exists()
     manifest = json.loads((tmp_path / "out" / "dpt-run.json").read_text())
-    assert manifest["counts"]["ok"] == 1 and manifest["counts"]["failed"] == 5
+    assert manifest["runs"][-1]["counts"]["ok"] == 1 and manifest["runs"][-1]["counts"]["failed"] == 5
     assert "notes" not in json.dumps(manifest)
 
 
@@ -194,14 +196,14 @@ def test_existing_outputs(depth_model, tmp_path):
     args = ("depth", tmp_path / "in", "-o", tmp_path / "out", "-m", folder)
     assert run_cli(*args).code == 0
     before = (tmp_path / "out" / "a.png").stat().st_mtime_ns
-    again = run_cli(*args)
-    assert again.code == 1 and "output exists" in again.err
+    again = run_cli(*args)  # every output exists: a usage error before the model loads
+    assert again.code == 2 and "already exist; --overwrite replaces them, --skip-existing keeps them" in again.err, again.err
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == before
     (tmp_path / "out" / "b.png").unlink()
     resumed = run_cli(*args, "--skip-existing")
     assert resumed.code == 0, resumed.err
     manifest = json.loads((tmp_path / "out" / "dpt-run.json").read_text())
-    assert [f["status"] for f in manifest["files"]] == ["skipped", "ok"]
+    assert [(f["status"], f.get("last_attempt", {}).get("status")) for f in manifest["files"]] == [("ok", "skipped"), ("ok", None)]
     assert run_cli(*args, "--overwrite").code == 0
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns != before
 
@@ -217,7 +219,7 @@ def test_range_fixes_normalisation(depth_model, tmp_path):
     want = (np.clip((raw - lo) / (hi - lo), 0, 1) * 65535).astype(np.uint16)
     assert np.array_equal(png, want) and png.max() < 65535
     manifest = json.loads((tmp_path / "dpt-run.json").read_text())
-    assert manifest["files"][0]["max"] == hi
+    assert manifest["files"][-1]["max"] == hi
 
 
 @pytest.mark.parametrize(
@@ -229,7 +231,7 @@ def test_range_fixes_normalisation(depth_model, tmp_path):
         (("{img}", "-o", "{out}", "--device", "tpu"), "unknown device"),
         (("{img}", "{img2}", "-o", "{tmp}/one.png"), "names one file but there are 2 inputs"),
         (("{img}", "-o", "{img}"), "is one of the inputs"),
-        (("{img}", "-o", "{img2}.d"), "is not a directory"),
+        (("{img}", "-o", "{img2}.d"), "dpt does not write .d files"),
         (("{img}", "-o", "{out}", "--format", "gif"), "is not one of"),
         (("{img}", "-o", "{out}", "--range", "5:1"), "MAX must be greater"),
         (("{img}", "-o", "{out}", "--size", "abc"), "use N or HxW"),

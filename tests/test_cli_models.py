@@ -63,7 +63,7 @@ def test_metric_model_reports_metres(saved_models, tmp_path):
     metric = metric_copy(folder, tmp_path / "metric")
     result = run_cli("depth", photo(tmp_path / "i.png"), "-o", tmp_path / "d.npy", "-m", metric)
     assert result.code == 0, result.err
-    assert _manifest(tmp_path)["units"] == "metres"
+    assert _manifest(tmp_path)["runs"][-1]["units"] == "metres"
     depth = np.load(tmp_path / "d.npy")
     assert depth.min() > 0 and depth.max() <= 1 / 0.1378 + 1e-3  # 1 / (scale * x + shift), x >= 0
 
@@ -75,7 +75,7 @@ def test_dtypes_on_cpu(saved_models, tmp_path, dtype):
     assert run_cli("depth", src, "-o", tmp_path / "ref.npy", "-m", folder).code == 0
     result = run_cli("depth", src, "-o", tmp_path / f"{dtype}.npy", "-m", folder, "--dtype", dtype, "--device", "cpu")
     assert result.code == 0, result.err
-    assert f"dtype {dtype}" in result.err and _manifest(tmp_path)["dtype"] == dtype
+    assert f"dtype {dtype}" in result.err and _manifest(tmp_path)["runs"][-1]["dtype"] == dtype
     ref, got = np.load(tmp_path / "ref.npy"), np.load(tmp_path / f"{dtype}.npy")
     assert np.abs(got - ref).max() <= (5e-2 if dtype == "bfloat16" else 0) * np.abs(ref).max()
 

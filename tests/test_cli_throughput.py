@@ -28,7 +28,7 @@ def test_profile_is_recorded_and_printed(tiny, tmp_path):
     out = tmp_path / "out"
     result = run_cli("depth", tmp_path / "in", "-o", out, "-m", tiny, "--profile", "-q")
     assert result.code == 0, result.err
-    profile = _manifest(out)["profile"]
+    profile = _manifest(out)["runs"][-1]["profile"]
     assert profile["images"] == 3 and profile["wall_seconds"] > 0
     assert set(profile["seconds"]) == {"read", "preprocess", "forward", "postprocess", "encode"}
     assert all(v > 0 for v in profile["seconds"].values())
@@ -38,7 +38,7 @@ def test_profile_is_recorded_and_printed(tiny, tmp_path):
 def test_no_profile_without_the_option(tiny, tmp_path):
     src = photo(tmp_path / "in.png")
     assert run_cli("depth", src, "-o", tmp_path / "out", "-m", tiny, "-q").code == 0
-    assert "profile" not in _manifest(tmp_path / "out")
+    assert "profile" not in _manifest(tmp_path / "out")["runs"][-1]
 
 
 def test_png_level_changes_size_not_pixels(tiny, tmp_path):
@@ -64,7 +64,7 @@ def test_png_level_out_of_range_is_a_usage_error(tiny, tmp_path, bad):
 def test_defaults_are_resolved_and_recorded(tiny, tmp_path):
     src = photo(tmp_path / "in.png")
     assert run_cli("depth", src, "-o", tmp_path / "out", "-m", tiny, "-q").code == 0
-    settings = _manifest(tmp_path / "out")["settings"]
+    settings = _manifest(tmp_path / "out")["runs"][-1]["settings"]
     assert settings["batch_size"] == 1  # on the CPU
     assert settings["workers"] == min(32, len(os.sched_getaffinity(0)))
 

@@ -33,11 +33,14 @@ def test_killed_run_leaves_only_complete_files_and_resumes(saved_models, tmp_pat
     proc = spawn(*args)
     _wait_for_outputs(out, proc, 3)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
+    _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
         assert proc.returncode == 130
+        summary = next(line for line in err.splitlines() if line.startswith("done "))
+        assert ", interrupted " in summary and " in " in summary, err  # counted, and timed
+        assert "interrupted: run the same command with --skip-existing to finish the rest" in err
         manifest = json.loads((out / "dpt-run.json").read_text())
-        assert manifest["interrupted"] and manifest["counts"]["interrupted"] > 0
+        assert manifest["runs"][-1]["interrupted"] and manifest["runs"][-1]["counts"]["interrupted"] > 0
     else:
         assert proc.returncode == -signal.SIGKILL
     finished = sorted(out.glob("*.npy"))
@@ -52,4 +55,5 @@ def test_killed_run_leaves_only_complete_files_and_resumes(saved_models, tmp_pat
     if sig == signal.SIGTERM:  # a handled interruption also removes its temporary files
         assert not list(out.glob(".*.partial"))
     manifest = json.loads((out / "dpt-run.json").read_text())
-    assert manifest["counts"]["failed"] == 0 and manifest["counts"]["ok"] + manifest["counts"]["skipped"] == 40
+    counts = manifest["runs"][-1]["counts"]
+    assert counts["failed"] == 0 and counts["ok"] + counts["skipped"] == 40

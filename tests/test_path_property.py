@@ -12,6 +12,7 @@ import pytest
 
 from cli import run_cli
 from dpt_cli.errors import UsageError
+from dpt_cli.pipeline.destination import FOLDER, Destination
 from dpt_cli.pipeline.inputs import expand
 from dpt_cli.pipeline.outputs import plan
 from test_cli_depth import photo
@@ -85,7 +86,7 @@ def test_every_planned_output_lies_under_the_output_folder(tree, tmp_path, monke
         if not items:
             continue
         try:
-            planned = plan("depth", items, Path(out), ["png16", "npy"])
+            planned = plan("depth", items, Destination(FOLDER, Path(out)), ["png16", "npy"])
         except UsageError as exc:
             refused += 1
             assert "is one of the inputs" in str(exc) or "outside -o" in str(exc), exc

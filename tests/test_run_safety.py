@@ -66,7 +66,7 @@ def test_concurrent_processes_cannot_share_a_folder(tiny, tmp_path):
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     manifest = strict_json(out / "dpt-run.json")
-    assert manifest["counts"]["ok"] == 12 and manifest["settings"]["network_size"] == [1024, 1024]
+    assert manifest["runs"][-1]["counts"]["ok"] == 12 and manifest["runs"][-1]["settings"]["network_size"] == [1024, 1024]
 
 
 def test_sizes_are_limited_before_anything_is_allocated(tmp_path):
@@ -128,7 +128,7 @@ def test_two_interrupts_leave_a_manifest_that_matches_the_disk(tiny, tmp_path):
     done = [r for r in records if r["status"] == "ok"]
     assert done and len(done) < 40 and all(r["status"] in ("ok", "interrupted") for r in records)
     for r in records:
-        present = [os.path.exists(p) for p in r["outputs"]]
+        present = [os.path.exists(out / p) for p in r["outputs"]]
         assert all(present) if r["status"] == "ok" else not any(present), r
     assert not list(out.glob(".*"))  # no temporary files left either
 
@@ -197,7 +197,7 @@ def test_outputs_written_into_the_input_folder_are_never_inputs(tiny, tmp_path, 
     again = run_cli("depth", tmp_path / "photos", "-o", tmp_path / "photos", "-m", tiny, "--skip-existing")
     assert again.code == 0, again.err
     records = strict_json(tmp_path / "photos" / "dpt-run.json")["files"]
-    assert [(os.path.basename(r["input"]), r["status"]) for r in records] == [("a.jpg", "skipped")]
+    assert [(os.path.basename(r["input"]), r["status"], r["last_attempt"]["status"]) for r in records] == [("a.jpg", "ok", "skipped")]
     assert sorted(os.listdir(tmp_path / "photos")) == ["a.jpg", "a.png", "dpt-run.json"]
 
 

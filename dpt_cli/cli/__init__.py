@@ -11,12 +11,14 @@ from .. import __version__, interrupts
 from ..errors import DPTError
 from ..text import shown
 from . import convert, depth, info, segment
+from .helptext import Command
 
 app = typer.Typer(
     name="dpt",
     help="Dense Prediction Transformer (DPT): monocular depth estimation and ADE20K segmentation.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # dpt --install-completion (bash, zsh, fish, PowerShell)
+    rich_markup_mode=None,  # plain help and one-line usage errors: no boxes in pipes, logs or NO_COLOR
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -39,10 +41,10 @@ def _root(
     """
 
 
-app.command("depth")(depth.depth)
-app.command("segment")(segment.segment)
-app.command("convert")(convert.convert)
-app.command("info")(info.info)
+app.command("depth", epilog=depth.EXAMPLES, cls=Command)(depth.depth)
+app.command("segment", epilog=segment.EXAMPLES, cls=Command)(segment.segment)
+app.command("convert", cls=Command)(convert.convert)
+app.command("info", cls=Command)(info.info)
 
 
 def main() -> None:

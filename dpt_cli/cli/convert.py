@@ -8,17 +8,17 @@ import typer
 
 VARIANT_HELP = (
     "Preset: auto (from the file name and its keys), relative (MiDaS relative depth, 384), "
-    "kitti (metres, 1216x352, scale 0.00006016 shift 0.00579), nyu (metres, 640x480, "
+    "kitti (metres, network 352x1216 HxW, scale 0.00006016 shift 0.00579), nyu (metres, 480x640 HxW, "
     "scale 0.000305 shift 0.1378), ade20k (segmentation, 480)."
 )
 DTYPES = ("float32", "float16", "bfloat16")
 
 
 def convert(
-    src: Path = typer.Argument(..., help="Original checkpoint, e.g. dpt_large-midas-2f21e586.pt (renamed files work)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder to create (config.json, model.safetensors, ...): a new or empty folder, never one holding SRC or the current folder."),
-    variant: str = typer.Option("auto", "--variant", help=VARIANT_HELP),
-    dtype: str = typer.Option("float32", "--dtype", help="Weights dtype: float32, float16 or bfloat16."),
+    src: Path = typer.Argument(..., metavar="SRC", help="Original checkpoint, e.g. dpt_large-midas-2f21e586.pt (renamed files work)."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="DIR", help="Folder to create (config.json, model.safetensors, ...): a new or empty folder, never one holding SRC or the current folder."),
+    variant: str = typer.Option("auto", "--variant", metavar="NAME", help=VARIANT_HELP),
+    dtype: str = typer.Option("float32", "--dtype", metavar="DTYPE", help="Weights dtype: float32, float16 or bfloat16."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Convert even if the SHA-256 does not match the release hash in the name."),
     force: bool = typer.Option(False, "--force", help="Replace OUTPUT if it is a folder an earlier dpt convert wrote (its conversion.json and only the files convert writes); any other non-empty folder or file is refused."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),

@@ -1,4 +1,4 @@
-"""`dpt depth`: photos to depth maps (16-bit PNG, raw float maps, colour pictures)."""
+"""`dpt depth`: photos to depth maps (16-bit PNG, raw float maps, colour pictures, point clouds)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,42 @@ from typing import Annotated, Optional
 import typer
 
 from . import options as o
+from .conflicts import Asked
 from .run import execute
 
-FORMATS = ("png16", "png8", "npy", "pfm", "tiff", "color", "side-by-side")
+FORMATS = ("png16", "png8", "npy", "pfm", "tiff", "exr", "ply", "color", "side-by-side")
 COLORMAPS = ("turbo", "inferno", "magma", "viridis", "Spectral_r", "gray")
+Pixels = Annotated[Optional[float], typer.Option(metavar="PIXELS", show_default=False)]
+
+EXAMPLES = """\b
+Examples:
+  dpt depth photo.jpg -o photo.png                 16-bit depth PNG
+  dpt depth photos/ -r -o depth/ -f png16,color    a whole tree: PNGs and pictures
+  dpt depth shot.jpg -o - > shot.png               to stdout (format from -f)
+  find . -name '*.jpg' -print0 | dpt depth -0 - -o depth/
+  dpt depth frames/ -o out/ -f color --range auto  one range for the whole folder
+  dpt depth room.jpg -m nyu-folder -o room.ply --fov 60
+"""
 
 
 def depth(
     inputs: o.Inputs,
-    output: o.Output,
-    model: Annotated[Optional[str], typer.Option("-m", "--model", help="Folder, hub id, or alias: large (default), hybrid.", show_default=False)] = None,
-    fmt: Annotated[list[str], typer.Option("-f", "--format", help=f"With -o DIR, repeatable: {', '.join(FORMATS)} (default png16).", show_default=False)] = [],
-    bits: Annotated[int, typer.Option("--bits", help="PNG depth: 16 or 8.")] = 16,
-    colormap: Annotated[str, typer.Option("--colormap", help=f"Colour pictures: {', '.join(COLORMAPS)}.")] = "turbo",
-    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other.")] = False,
-    png_level: Annotated[Optional[int], typer.Option("--png-level", min=0, max=9, help="PNG compression effort, 0-9: lossless at every level; higher is smaller and slower (default 2).", show_default=False)] = None,
-    value_range: Annotated[Optional[str], typer.Option("--range", help="Normalise PNGs and pictures over MIN:MAX instead of each image's own range.", show_default=False)] = None,
+    output: o.Output = None,
+    model: Annotated[Optional[str], typer.Option("-m", "--model", metavar="MODEL", help="Folder, hub id, or alias: large (default), hybrid.", show_default=False)] = None,
+    fmt: Annotated[list[str], typer.Option("-f", "--format", metavar="FORMAT[,FORMAT]", help=f"With -o DIR (any number) or -o - (one): {', '.join(FORMATS)} (default png16).", show_default=False)] = [],
+    bits: Annotated[Optional[int], typer.Option("--bits", metavar="16|8", help="Bit depth of the depth PNG (default 16).", show_default=False)] = None,
+    colormap: Annotated[Optional[str], typer.Option("--colormap", metavar="NAME", help=f"Colour pictures: {', '.join(COLORMAPS)} (default turbo).", show_default=False)] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other (NAME.side-by-side.png).")] = False,
+    png_level: Annotated[Optional[int], typer.Option("--png-level", metavar="0-9", min=0, max=9, help="PNG compression effort: lossless at every level; higher is smaller and slower (default 2).", show_default=False)] = None,
+    value_range: Annotated[Optional[str], typer.Option("--range", metavar="MIN:MAX|auto", help="Normalise PNGs and pictures over MIN:MAX, or over the whole run's range (auto), instead of each image's own.", show_default=False)] = None,
+    fov: Annotated[Optional[float], typer.Option("--fov", metavar="DEGREES", help="-f ply: the camera's horizontal field of view.", show_default=False)] = None,
+    fx: Annotated[Optional[float], typer.Option("--fx", metavar="PIXELS", help="-f ply: focal length in pixels (with --fy; instead of --fov).", show_default=False)] = None,
+    fy: Annotated[Optional[float], typer.Option("--fy", metavar="PIXELS", help="-f ply: vertical focal length in pixels.", show_default=False)] = None,
+    cx: Annotated[Optional[float], typer.Option("--cx", metavar="PIXELS", help="-f ply: principal point (default: the image centre).", show_default=False)] = None,
+    cy: Annotated[Optional[float], typer.Option("--cy", metavar="PIXELS", help="-f ply: principal point (default: the image centre).", show_default=False)] = None,
     recursive: o.Recursive = False,
     follow_symlinks: o.FollowSymlinks = False,
+    null: o.Null = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     batch_size: o.BatchSize = None,
@@ -39,19 +57,40 @@ def depth(
 ) -> None:
     """Estimate depth for images, files or whole folders.
 
-    Relative models (large, hybrid) give inverse relative depth: larger is nearer, no unit. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm and .tiff; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given. Outputs: `-o out.png` (16-bit), `.npy`, `.pfm`, `.tiff`, `.jpg`/`.webp` (coloured), or `-o DIR` with --format. A dpt-run.json manifest records every file. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: another run is writing into the same -o), 130 interrupted. 
+    Relative models (large, hybrid) give inverse relative depth: larger is nearer, no unit. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm, .tiff and .exr; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given; .ply is a coloured point cloud. The dpt-run.json manifest in the output folder keeps every file's record (with the PNG's min/max) across runs. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: a model that cannot be used, or another run writing into the same -o), 130 interrupted.
     """
-    for f in fmt:
-        o.choose(f, FORMATS, "--format")
-    o.choose(colormap, COLORMAPS, "--colormap")
-    if bits not in (8, 16):
+    formats = o.split_formats(fmt, FORMATS)
+    o.choose(colormap or "turbo", COLORMAPS, "--colormap")
+    if bits not in (None, 8, 16):
         raise typer.BadParameter("use 8 or 16", param_hint="--bits")
+    if fov is not None and not 0 < fov < 180:
+        raise typer.BadParameter(f"{fov}: a field of view lies between 0 and 180 degrees", param_hint="--fov")
+    camera = _camera(fov, fx, fy, cx, cy)
+    asked = Asked(
+        "depth", o.destination(output, "depth"), formats, bits=bits, colormap=colormap, side_by_side=side_by_side,
+        value_range=value_range, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite,
+        recursive=recursive, follow_symlinks=follow_symlinks, null=null, reads_stdin="-" in inputs, camera=camera is not None,
+    )
     execute(
-        "depth", inputs, output, model,
-        recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
-        formats=list(fmt), bits=bits, side_by_side=side_by_side, overlay=False, quiet=quiet,
+        asked, inputs, model, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect, quiet=quiet,
         options_kwargs=dict(
-            colormap=colormap, value_range=o.parse_range(value_range), batch_size=batch_size, workers=workers, compile=compile_model, profile=profile, png_level=png_level,
-            skip_existing=skip_existing, overwrite=overwrite,
+            colormap=colormap or "turbo", value_range=None if value_range == "auto" else o.parse_range(value_range),
+            auto_range=value_range == "auto", batch_size=batch_size, workers=workers, compile=compile_model,
+            profile=profile, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite, camera=camera,
         ),
     )
+
+
+def _camera(fov, fx, fy, cx, cy) -> Optional[dict]:
+    """--fov or --fx/--fy/--cx/--cy as one dict (None when none is given)."""
+    given = {k: v for k, v in dict(fov=fov, fx=fx, fy=fy, cx=cx, cy=cy).items() if v is not None}
+    if not given:
+        return None
+    if fov is not None and (fx is not None or fy is not None):
+        raise typer.BadParameter("give the field of view or the focal lengths, not both", param_hint="--fov")
+    if fov is None and (fx is None or fy is None):
+        raise typer.BadParameter("give both --fx and --fy (or --fov)", param_hint="--fx/--fy")
+    for name in ("fx", "fy"):
+        if name in given and not given[name] > 0:
+            raise typer.BadParameter(f"{given[name]}: a focal length is a positive number of pixels", param_hint=f"--{name}")
+    return given

@@ -6,7 +6,7 @@ import typer
 
 
 def info(
-    model: str = typer.Argument(..., help="Model folder, hub id (Intel/dpt-large) or alias (large, hybrid, large-ade)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Model folder, hub id (Intel/dpt-large) or alias (large, hybrid, large-ade)."),
 ) -> None:
     """Show a model's architecture, task, output meaning and parameter count (loads its weights).
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..pipeline.manifest import FAILED, OK, SKIPPED, FileRecord
+from ..pipeline.manifest import FAILED, INTERRUPTED, OK, SKIPPED, FileRecord
 from ..text import shown
+
+SUMMARY_COUNTS = (("done", OK), ("skipped", SKIPPED), ("failed", FAILED), ("interrupted", INTERRUPTED))
+MAX_FAILURES_REPEATED = 5
 
 
 class Reporter:
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet = total, quiet
+    def __init__(self, total: int, quiet: bool, to_stdout: bool = False) -> None:
+        """`to_stdout`: the one output goes to stdout (-o -), not to the file it passes through."""
+        self.total, self.quiet, self.to_stdout = total, quiet, to_stdout
         self.console = Console(stderr=True, highlight=False)
         self.live = sys.stderr.isatty() and not quiet
         self.start = time.perf_counter()
@@ -47,7 +53,8 @@ class Reporter:
         elif record.note and not self.quiet:
             self._line(f"dpt: {shown(record.note)}")
         elif not self.quiet and not self.live:
-            what = "skipped (outputs exist)" if record.status == SKIPPED else "-> " + ", ".join(map(shown, record.outputs))
+            where = "stdout" if self.to_stdout else ", ".join(map(shown, record.outputs))
+            what = "skipped (outputs exist)" if record.status == SKIPPED else f"-> {where}"
             self._line(f"[{self.done}/{self.total}] {shown(record.input)} {what}")
         if self.progress is not None:
             rate = self.done / max(1e-9, time.perf_counter() - self.start)
@@ -64,20 +71,38 @@ class Reporter:
         parts = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in profile["seconds"].items())
         self._line(f"profile (ms per image, summed over threads): {parts}; wall {profile['wall_seconds'] * 1000 / n:.1f}")
 
-    def summary(self, summary) -> None:
+    def summary(self, summary, manifest: Path | None) -> None:
+        """Counts, time and speed, where the results are, the failures again (a few), and how to
+        resume after an interruption."""
         if self.quiet:
             return
-        counts = (summary.count(OK), summary.count(SKIPPED), summary.count(FAILED))
-        rate = f"{summary.images_per_second:.2f}"
+        counts = {name: summary.count(status) for name, status in SUMMARY_COUNTS}
+        ran = counts["done"] > 0
+        speed = f"{summary.images_per_second:.2f}" if ran else "-"
         if sys.stderr.isatty():
             table = Table(title="dpt" + (" (interrupted)" if summary.interrupted else ""))
-            for name in ("done", "skipped", "failed", "images/s"):
+            for name in (*counts, "seconds", "images/s"):
                 table.add_column(name, justify="right")
-            table.add_row(*map(str, counts), rate)
+            table.add_row(*map(str, counts.values()), f"{self.elapsed:.1f}", speed)
             self.console.print(table)
         else:
-            extra = ", interrupted" if summary.interrupted else ""
-            self._line(f"done {counts[0]}, skipped {counts[1]}, failed {counts[2]}, {rate} images/s{extra}")
+            parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+            rate = f" ({speed} images/s)" if ran else ""
+            self._line(f"{parts} in {self.elapsed:.1f} s{rate}")
+        if manifest is not None and summary.records:
+            self._line(f"outputs in {shown(manifest.parent)}{os.sep}, records in {shown(manifest)}")
+        failed = [r for r in summary.records if r.status == FAILED]
+        for r in failed[:MAX_FAILURES_REPEATED]:
+            self._line(f"failed: {shown(r.error)}")
+        if len(failed) > MAX_FAILURES_REPEATED:
+            self._line(f"... and {len(failed) - MAX_FAILURES_REPEATED} more failed (see the records)")
+        if summary.interrupted:
+            self._line("interrupted: run the same command with --skip-existing to finish the rest")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the reporter was made: the model's loading included."""
+        return time.perf_counter() - self.start
 
     def _line(self, text: str) -> None:
         if self.progress is not None:

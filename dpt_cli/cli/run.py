@@ -1,20 +1,28 @@
 """What `dpt depth` and `dpt segment` share: model, device, inputs, plan, lock, run, exit code.
 
-Everything that can be known before the model loads is checked first (inputs, output names, a
-writable and unlocked output folder), so a usage problem costs neither seconds nor gigabytes.
+Everything that can be known before the model loads is checked first (contradicting options,
+missing inputs, output names, outputs that all exist, a writable and unlocked output folder), so
+a usage problem costs neither seconds nor gigabytes.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
 from ..config import DEPTH, SEGMENTATION
 from ..errors import DPTError, UsageError
 from ..text import shown
+from . import conflicts
+from .conflicts import Asked
 
 DEFAULT_MODELS = {DEPTH: "large", SEGMENTATION: "large-ade"}
 COMMANDS = {DEPTH: "dpt depth", SEGMENTATION: "dpt segment"}
@@ -22,25 +30,39 @@ MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
 
 
 def execute(
-    task: str,
+    asked: Asked,
     inputs: list[str],
-    output: str,
     model_spec: Optional[str],
     *,
-    recursive: bool,
-    follow_symlinks: bool,
     device: str,
     dtype: str,
     size: Optional[tuple[int, int]],
     keep_aspect: bool,
-    formats: list[str],
-    bits: int,
-    side_by_side: bool,
-    overlay: bool,
     options_kwargs: dict,
     quiet: bool,
 ) -> None:
     """Run one command end to end; raises typer.Exit with 0 (all ok), 1 (some failed) or 130."""
+    formats = conflicts.check(asked)
+    from .. import interrupts
+    from ..pipeline import destination as dst
+    from ..pipeline import exr
+
+    if "exr" in formats:
+        exr.require()
+
+    if asked.destination.kind == dst.STDOUT and _stdout_is_terminal():
+        raise UsageError("-o - writes binary data to stdout, which is a terminal: redirect it (> depth.png) or give -o FILE")
+    if asked.destination.default and not quiet:
+        print(f"dpt: writing to {dst.DEFAULT_FOLDER}{os.sep} (choose with -o)", file=sys.stderr)
+    with _private_stdout_file(asked, formats) as asked:
+        code = _execute(asked, formats, inputs, model_spec, device, dtype, size, keep_aspect, options_kwargs, quiet)
+        if asked.destination.kind == dst.STDOUT and code == 0:
+            interrupts.raise_if_received()
+            _copy_to_stdout(asked.destination.path)
+    raise typer.Exit(code)
+
+
+def _execute(asked: Asked, formats: list[str], inputs, model_spec, device, dtype, size, keep_aspect, options_kwargs, quiet) -> int:
     from . import loading
 
     loading.import_torch()
@@ -61,14 +83,21 @@ def execute(
         png.backend()  # DPT_PNG_ENCODER is checked once, not per file
     except (ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
-    if not output:
-        raise UsageError("-o: an empty path names no file or folder (for the current folder, say -o .)")
-    output = Path(output)
+    task, dest = asked.task, asked.destination
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
     options_kwargs = dict(options_kwargs)
     options_kwargs["batch_size"] = options_kwargs.get("batch_size") or default_batch_size(target)
     options_kwargs["workers"] = options_kwargs.get("workers") or default_workers()
+    # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
+    exclude = (*((dest.path,) if dest.kind == "folder" else ()), *recorded_outputs(dest.folder / outputs.MANIFEST))
+    items, problems = expand(inputs, asked.recursive, sys.stdin, exclude, asked.follow_symlinks, asked.null)
+    _refuse_missing(problems)
+    if not items and not problems:
+        raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
+    plan = outputs.plan(task, items, dest, asked.formats, asked.bits or 16, asked.side_by_side, asked.overlay)
+    nothing_to_do = _check_existing(plan, asked)
+
     spec = model_spec or DEFAULT_MODELS[task]
     folder = loading.resolve_folder(spec)
     official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
@@ -78,17 +107,9 @@ def execute(
         raise UsageError(str(exc)) from None
     prep = preprocess.with_options(prep, size, False if not keep_aspect else None)
 
-    single = outputs.is_single_file(output)
-    out_dir = output.parent if single else output
-    # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
-    exclude = (*(() if single else (output,)), *recorded_outputs(out_dir / outputs.MANIFEST))
-    items, problems = expand(inputs, recursive, sys.stdin, exclude, follow_symlinks)
-    if not items and not problems:
-        raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
-    plan = outputs.plan(task, items, output, formats, bits, side_by_side, overlay)
-
-    with OutputLock(out_dir, shared=single):
-        model = _load_checked(loading, folder, spec, task, precision, target) if items else None
+    reporter = Reporter(total=len(items) + len(problems), quiet=quiet, to_stdout=dest.kind == "stdout")
+    with OutputLock(dest.folder, shared=plan.single):
+        model = _load_checked(loading, folder, spec, task, precision, target) if items and not nothing_to_do else None
         info = RunInfo(
             task=task,
             model=spec,
@@ -96,20 +117,49 @@ def execute(
             dtype=str(precision).removeprefix("torch."),
             units=_units(model.config) if model is not None else "",
             settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options_kwargs)},
+            command=["dpt", *sys.argv[1:]],
         )
-        reporter = Reporter(total=len(items) + len(problems), quiet=quiet)
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
+            if precision == torch.float16 and target.type == "cpu":
+                reporter.note("float16 on the CPU runs about 20x slower than float32 (no fast half-precision kernels there): "
+                              "--dtype float32 (the CPU default) or bfloat16 is faster")
+            if "ply" in formats and not model.config.is_metric:
+                reporter.note("this is a relative model: its point clouds are z = 1/(inverse relative depth), "
+                              "up to an unknown scale and shift, not metres")
         runner = Runner(model, prep, target, precision, info, Options(**options_kwargs), reporter.note)
         torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
-    reporter.summary(summary)
+    reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest)
     if summary.profile:
         reporter.profile(summary.profile)
     if summary.interrupted:
-        raise typer.Exit(130)
-    raise typer.Exit(1 if summary.count(FAILED) else 0)
+        return 130
+    return 1 if summary.count(FAILED) else 0
+
+
+def _refuse_missing(problems) -> None:
+    """Inputs typed on the command line that do not exist (a typo, a pattern matching nothing):
+    a usage error, before any work."""
+    missing = [p for p in problems if p.missing]
+    if missing:
+        more = f" (and {len(missing) - 1} more input(s) not found)" if len(missing) > 1 else ""
+        raise UsageError(f"{shown(missing[0].path)}: {missing[0].error}{more}")
+
+
+def _check_existing(plan, asked: Asked) -> bool:
+    """True when there is nothing to do (every output exists and --skip-existing); UsageError
+    when every output exists and neither --overwrite nor --skip-existing says what to do."""
+    if not plan.outputs or asked.overwrite:
+        return False
+    if not all(os.path.exists(p) for outs in plan.outputs for p in outs.values()):
+        return False
+    if asked.skip_existing:
+        return True
+    some = next(p for outs in plan.outputs for p in outs.values())
+    what = shown(some) if len(plan.outputs) == 1 else f"all {len(plan.outputs)} inputs' outputs (e.g. {shown(some)})"
+    raise UsageError(f"{what}: already exist; --overwrite replaces them, --skip-existing keeps them")
 
 
 def _load_checked(loading, folder: Path, spec: str, task: str, precision, target):
@@ -120,6 +170,40 @@ def _load_checked(loading, folder: Path, spec: str, task: str, precision, target
     if task == SEGMENTATION and model.config.num_labels > MAX_LABEL_CLASSES:
         raise UsageError(f"model {shown(spec)} has {model.config.num_labels} classes; label maps hold at most {MAX_LABEL_CLASSES} (16-bit PNG)")
     return model
+
+
+@contextmanager
+def _private_stdout_file(asked: Asked, formats: list[str]) -> Iterator[Asked]:
+    """For `-o -`: the run writes into a private temporary folder, streamed out afterwards."""
+    from ..pipeline import destination as dst
+    from ..pipeline.outputs import DEPTH_SUFFIXES
+
+    if asked.destination.kind != dst.STDOUT:
+        yield asked
+        return
+    folder = tempfile.mkdtemp(prefix="dpt-stdout-")
+    try:
+        name = Path(folder) / ("stdout" + DEPTH_SUFFIXES.get(formats[0], ".png"))
+        yield replace(asked, destination=dst.Destination(dst.STDOUT, name))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _copy_to_stdout(path: Path) -> None:
+    out = getattr(sys.stdout, "buffer", None)
+    sys.stdout.flush()
+    with open(path, "rb") as f:
+        if out is None:
+            raise UsageError("-o -: stdout takes no binary data here")
+        shutil.copyfileobj(f, out, 1 << 20)
+    out.flush()
 
 
 def _units(config) -> str:

@@ -7,17 +7,26 @@ from typing import Annotated, Optional
 import typer
 
 from . import options as o
+from .conflicts import Asked
 from .run import execute
+
+EXAMPLES = """\b
+Examples:
+  dpt segment street.jpg -o street.png --overlay   labels + street.overlay.png
+  dpt segment photos/ -r -o labels/
+  cat street.jpg | dpt segment - -o - > labels.png
+"""
 
 
 def segment(
     inputs: o.Inputs,
-    output: o.Output,
-    model: Annotated[Optional[str], typer.Option("-m", "--model", help="Folder, hub id, or alias: large-ade (default).", show_default=False)] = None,
+    output: o.Output = None,
+    model: Annotated[Optional[str], typer.Option("-m", "--model", metavar="MODEL", help="Folder, hub id, or alias: large-ade (default).", show_default=False)] = None,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write the photo blended with the class colours (NAME.overlay.png).")] = False,
-    alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the class colours in the overlay.")] = 0.5,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", metavar="0-1", min=0.0, max=1.0, help="Weight of the class colours in the overlay (default 0.5).", show_default=False)] = None,
     recursive: o.Recursive = False,
     follow_symlinks: o.FollowSymlinks = False,
+    null: o.Null = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     batch_size: o.BatchSize = None,
@@ -32,11 +41,16 @@ def segment(
 ) -> None:
     """Segment images into the model's classes (ADE20K: 150).
 
-    Each label map is a palette PNG whose pixel values are the class ids (0-based, as in the model's id2label) and whose palette holds the ADE20K colours: one file that is both the raw labels and a viewable picture. The dpt-run.json manifest lists the classes present in each image with their pixel fractions. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: another run is writing into the same -o), 130 interrupted. 
+    Each label map is a palette PNG whose pixel values are the class ids (0-based, as in the model's id2label) and whose palette holds the ADE20K colours: one file that is both the raw labels and a viewable picture. The dpt-run.json manifest lists the classes present in each image with their pixel fractions. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: a model that cannot be used, or another run writing into the same -o), 130 interrupted.
     """
+    asked = Asked(
+        "segmentation", o.destination(output, "segmentation"), [], overlay=overlay, alpha=alpha, skip_existing=skip_existing,
+        overwrite=overwrite, recursive=recursive, follow_symlinks=follow_symlinks, null=null, reads_stdin="-" in inputs,
+    )
     execute(
-        "segmentation", inputs, output, model,
-        recursive=recursive, follow_symlinks=follow_symlinks, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect,
-        formats=[], bits=16, side_by_side=False, overlay=overlay, quiet=quiet,
-        options_kwargs=dict(alpha=alpha, batch_size=batch_size, workers=workers, compile=compile_model, profile=profile, skip_existing=skip_existing, overwrite=overwrite),
+        asked, inputs, model, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect, quiet=quiet,
+        options_kwargs=dict(
+            alpha=0.5 if alpha is None else alpha, batch_size=batch_size, workers=workers, compile=compile_model, profile=profile,
+            skip_existing=skip_existing, overwrite=overwrite,
+        ),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DPTConfig
-from . import colormaps, writers
+from . import colormaps, exr, ply, writers
 from .manifest import FileRecord
 
 
@@ -51,8 +51,10 @@ def write_depth(
     colormap: str,
     metric: bool,
     png_level: int | None = None,
+    camera: dict | None = None,
 ) -> None:
-    """Write every requested format of one depth map; record the range used."""
+    """Write every requested format of one depth map; record the range used. `camera`: the
+    intrinsics of -f ply (see `point_cloud`)."""
     depth = result.depth
     record.min, record.max = result.lo, result.hi
     # pictures show nearness brightest: metric depth (metres, larger is farther) is reversed
@@ -66,11 +68,32 @@ def write_depth(
             writers.write_pfm(depth, path)
         elif fmt == "tiff":
             writers.write_tiff(depth, path)
+        elif fmt == "exr":
+            exr.write_exr(depth, path)
+        elif fmt == "ply":
+            point_cloud(depth, photo, path, camera or {}, metric)
         else:
             if picture is None:
                 unit = result.unit
                 picture = colormaps.apply(1.0 - unit if metric else unit, colormap)
             writers.write_picture(writers.side_by_side(photo, picture) if fmt == "side-by-side" else picture, path)
+
+
+def point_cloud(depth: np.ndarray, photo: np.ndarray, path: Path, camera: dict, metric: bool) -> int:
+    """A coloured point cloud: metres for metric models; for relative ones (inverse relative depth)
+    z = 1/d, which is only up to an unknown scale (and the unknown shift of d), as the file says."""
+    height, width = depth.shape
+    if "fov" in camera:
+        k = ply.Intrinsics.from_fov(camera["fov"], width, height)
+    else:
+        k = ply.Intrinsics(camera["fx"], camera["fy"], camera.get("cx", width / 2), camera.get("cy", height / 2))
+    if metric:
+        z, comments = depth, ["units: metres (camera frame: x right, y down, z forward)"]
+    else:
+        z = ply.depth_from_inverse(depth)
+        comments = ["units: none; z = 1 / (inverse relative depth): up to an unknown scale and shift, not metres"]
+    comments.append(f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} (pixels)")
+    return ply.write_ply(z, photo, path, k, comments)
 
 
 def write_segmentation(

@@ -12,6 +12,7 @@ the first frame is used, and the number of frames is reported so the manifest ca
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
@@ -71,13 +72,17 @@ def decode(path: Path) -> np.ndarray:
 
 
 def decode_image(
-    path: Path, stream: bool = False, stop: threading.Event | None = None, admit: Callable[[int, int], None] | None = None
+    path: Path, stream: bool = False, stop: threading.Event | None = None, admit: Callable[[int, int], None] | None = None,
+    data: bytes | None = None,
 ) -> Decoded:
-    """Decode the first frame of `path` (see module docstring); `stream`/`stop` as in `open_input`.
+    """Decode the first frame of `path` (see module docstring); `stream`/`stop` as in `open_input`;
+    `data`: the image's bytes, already read (`path` then only names it).
 
     `admit(width, height)` is called once the header is read, before the pixels are decoded: it
     may wait (for memory) or raise.
     """
+    if data is not None:
+        return _decode(path, io.BytesIO(data), admit)
     with open_input(path, stream, stop) as f:
         return _decode(path, f, admit)
 

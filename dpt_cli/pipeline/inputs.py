@@ -1,7 +1,7 @@
 """Command-line inputs -> the image files to process, each with the relative path its outputs mirror.
 
 Inputs are any mix of files, directories (top level, or the whole tree with `recursive`), glob
-patterns and "-" (one path per line on stdin). Inside directories, files are taken by content,
+patterns and "-": a path list on stdin (one per line, or NUL-separated), or one image's bytes. Inside directories, files are taken by content,
 not extension: a photo named `scan` is found, a `notes.txt` is ignored, and a text file named
 `x.jpg` is kept so that it can be reported as bad.
 
@@ -27,6 +27,7 @@ from ..text import os_reason, shown
 from .globbing import expand_pattern
 from .images import is_image
 from .reading import is_stream_name, kind_of
+from .stdin import read_image_bytes, stdin_holds_image
 
 PATH_LIST_LIMIT = 256 << 20  # bytes of paths read from stdin (a million long paths)
 IMAGE_SUFFIXES = {
@@ -40,6 +41,7 @@ class InputItem:
     path: Path  # normalised absolute path: resolved folder + the name as given
     rel: Path  # mirrored under the output directory; never absolute, never holds ".."
     stream: bool = False  # /dev/stdin or /dev/fd/N named on purpose: read whole, interruptibly
+    data: bytes | None = None  # an image's bytes already read (from stdin through -)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class InputProblem:
     path: str  # as the file system names it (undecodable bytes as surrogates); see text.shown
     error: str
     skipped: bool = False  # True: not for us (a FIFO in a tree, ...); False: asked for and failed
+    missing: bool = False  # named on the command line and not there: a usage error before any work
 
 
 @dataclass
@@ -153,7 +156,8 @@ class _Scanner:
         return path
 
 
-def _expand_one(spec: str, scanner: _Scanner) -> None:
+def _expand_one(spec: str, scanner: _Scanner, named: bool = True) -> None:
+    """Expand one input; `named`: it was typed on the command line, so its absence is a usage error."""
     found = scanner.found
     if "\0" in spec:
         found.problems.append(InputProblem(spec.replace("\0", "\\0"), "a file name cannot hold a NUL byte"))
@@ -168,12 +172,12 @@ def _expand_one(spec: str, scanner: _Scanner) -> None:
         if glob.has_magic(spec) and isinstance(exc, FileNotFoundError):
             matches = expand_pattern(spec, scanner.recursive, scanner.follow)
             if not matches:
-                found.problems.append(InputProblem(os.fspath(spec), "no file matches this pattern"))
+                found.problems.append(InputProblem(os.fspath(spec), "no file matches this pattern", missing=named))
             for match in matches:
                 _expand_one(match, scanner)  # each match is a real path: no magic left to expand
             return
         if isinstance(exc, FileNotFoundError) and not os.path.islink(path):
-            found.problems.append(InputProblem(os.fspath(spec), "no such file or directory"))
+            found.problems.append(InputProblem(os.fspath(spec), "no such file or directory", missing=named))
         else:
             found.problems.append(_stat_problem(path, exc))
         return
@@ -187,18 +191,29 @@ def _expand_one(spec: str, scanner: _Scanner) -> None:
         found.problems.append(InputProblem(os.fspath(spec), f"{kind_of(st.st_mode)}, not a regular file: only regular files are read"))
 
 
-def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT) -> list[str]:
-    """Paths from stdin, one per line. Bytes are read, so non-UTF-8 names survive exactly."""
+def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT, null: bool = False) -> list[str]:
+    """Paths from stdin, one per line (NUL-separated with `null`). Bytes are read, so non-UTF-8
+    names survive exactly."""
     stream = stdin or sys.stdin
     raw = getattr(stream, "buffer", None)
     data = (raw or stream).read(limit + 1)
     if len(data) > limit:
         raise UsageError(f"-: the path list on stdin is over {limit >> 20} MiB; give folders or patterns instead")
-    if raw is not None:
+    if raw is None:  # a text stream without bytes underneath (embedding callers)
+        data = os.fsencode(data)
+    if null:
+        lines = [os.fsdecode(name) for name in data.split(b"\0")]
+    else:
         lines = [os.fsdecode(line.rstrip(b"\r\n")) for line in data.split(b"\n")]
-    else:  # a text stream without bytes underneath (tests, embedding callers)
-        lines = [line.rstrip("\r\n") for line in data.split("\n")]
     return [line for line in lines if line.strip()]
+
+
+def _stdin_inputs(stdin: IO | None, null: bool) -> tuple[list[str], InputItem | None]:
+    """What `-` stands for: the paths of a path list, or one image whose bytes are on stdin."""
+    stream = stdin or sys.stdin
+    if not null and stdin_holds_image(stream):
+        return [], InputItem(Path("-"), Path("stdin"), data=read_image_bytes(stream))
+    return read_path_list(stream, null=null), None
 
 
 def expand(
@@ -207,26 +222,33 @@ def expand(
     stdin: IO | None = None,
     exclude: tuple[Path, ...] = (),
     follow_symlinks: bool = False,
+    null: bool = False,
 ) -> tuple[list[InputItem], list[InputProblem]]:
     """Expand command-line inputs; a file met twice (under any name) is kept once, order is that
     of the command line; `exclude` paths (the output folder, earlier outputs) are never inputs."""
-    wanted: list[str] = []
-    for spec in specs:
-        wanted += read_path_list(stdin) if spec == "-" else [spec]
     found = _Found([], [])
     scanner = _Scanner(recursive, follow_symlinks, {os.path.realpath(p) for p in exclude}, found)
-    for spec in wanted:
-        _expand_one(spec, scanner)
+    for spec in specs:
+        if spec != "-":
+            _expand_one(spec, scanner)
+            continue
+        listed, image = _stdin_inputs(stdin, null)
+        if image is not None:
+            found.pairs.append((image, Path(".")))
+        for path in listed:  # a listed file that is gone fails alone: lists are often made earlier
+            _expand_one(path, scanner, named=False)
     # one identity a file, whatever name it was reached by: kept once, and never an excluded path
-    identities = [os.fspath(item.path) if item.stream else os.path.realpath(item.path) for item, _ in found.pairs]
+    identities = [os.fspath(item.path) if item.stream or item.data is not None else os.path.realpath(item.path) for item, _ in found.pairs]
     pairs = [(pair, real) for pair, real in zip(found.pairs, identities) if real not in scanner.exclude]
     if not pairs:
         return [], found.problems
-    common = Path(os.path.commonpath([os.fspath(anchor) for (_, anchor), _ in pairs]))
+    anchors = [os.fspath(anchor) for (item, anchor), _ in pairs if item.data is None]
+    common = Path(os.path.commonpath(anchors)) if anchors else Path("/")
     seen: set[str] = set()
     items = []
     for (item, _), real in pairs:
         if real not in seen:
             seen.add(real)
-            items.append(InputItem(item.path, item.path.relative_to(common), item.stream))
+            rel = item.rel if item.data is not None else item.path.relative_to(common)
+            items.append(InputItem(item.path, rel, item.stream, item.data))
     return items, found.problems

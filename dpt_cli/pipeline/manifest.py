@@ -1,26 +1,45 @@
-"""dpt-run.json: what a run did, per file, so results can be interpreted and resumed later.
+"""dpt-run.json: what the runs into an output folder did, per file, so results can be interpreted
+and resumed later. Each run merges its records into the file (see `manifest_merge`):
 
-Always strict JSON in UTF-8: non-finite numbers are written as null, and paths are written
-readable (`text.shown`), with their exact bytes in base64 beside them (`input_b64`,
-`outputs_b64`) whenever the readable form cannot give them back (names that are not UTF-8, or
-hold control characters).
+    {"dpt_version": "...", "format": 2,
+     "conventions": {"paths": ..., "sizes": ...},
+     "runs": [{"run": 1, "dpt_version", "started", "finished", "command": [argv...], "task", "model",
+               "device", "dtype", "units", "settings", "interrupted", "counts", "profile"?}, ...],
+     "files": [{"input", "outputs", "status", "error"?, "input_size"?, "network_size"?, "min"?,
+                "max"?, "classes"?, "frames"?, "note"?, "run", "last_attempt"?}, ...]}
+
+Paths are relative to the manifest's folder (`-` and stream names like /dev/stdin stay); sizes
+are [height, width]. Always strict JSON in UTF-8: non-finite numbers are written as null, and
+paths readable (`text.shown`), with their exact bytes in base64 beside them (`input_b64`,
+`outputs_b64`) whenever the readable form cannot give them back. A manifest that cannot be read
+is never overwritten: it is renamed aside (`dpt-run.json.corrupt`) and the run starts a new one.
+The format-1 layout of earlier versions (one run, top-level settings) is read and converted.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .. import __version__
 from ..text import raw_b64, shown
 from .atomic import atomic_open
+from .manifest_merge import Entry, merge
+from .reading import is_stream_name
 
 OK, SKIPPED, FAILED, INTERRUPTED, PENDING = "ok", "skipped", "failed", "interrupted", "pending"
+FORMAT = 2
+CONVENTIONS = {"paths": "relative to the folder of this file", "sizes": "[height, width] in pixels"}
+SIZE_LIMIT = 256 << 20  # bytes: a larger manifest is not read (set aside when writing)
+_RUN_KEYS = ("task", "model", "device", "dtype", "units", "settings", "interrupted", "counts", "profile")
 
 
 @dataclass
@@ -47,41 +66,172 @@ class RunInfo:
     units: str
     settings: dict
     started: float = field(default_factory=time.time)
+    command: list[str] = field(default_factory=list)  # the command line (sys.argv)
+
+
+class Unreadable(ValueError):
+    """The file at a manifest's path is not a manifest this version can read."""
 
 
 def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interrupted: bool, profile: dict | None = None) -> None:
-    counts = {s: sum(r.status == s for r in records) for s in (OK, SKIPPED, FAILED, INTERRUPTED)}
-    doc = {
-        "dpt_version": __version__,
-        **{k: v for k, v in asdict(info).items() if k != "started"},
-        "started": _iso(info.started),
-        "finished": _iso(time.time()),
-        "interrupted": interrupted,
-        "counts": counts,
-        **({"profile": profile} if profile else {}),
-        "files": [_record(r) for r in records],
-    }
-    doc["model"] = shown(doc["model"])
-    text = json.dumps(_finite(doc), indent=2, ensure_ascii=False, allow_nan=False)
-    with atomic_open(path) as f:
-        f.write((text + "\n").encode("utf-8"))
+    """Merge this run's `records` into the manifest at `path` (atomically, one writer at a time)."""
+    folder = os.path.abspath(path.parent)
+    with _exclusive(path.parent):
+        runs, old, note = [], [], None
+        if os.path.lexists(path):
+            try:
+                runs, old = read_manifest(path)
+            except (OSError, Unreadable) as exc:
+                note = _set_aside(path, exc)
+        number = max([r["run"] for r in runs if isinstance(r.get("run"), int)] + [len(runs)]) + 1
+        files = merge(old, [_entry(r, number) for r in records], number)
+        run = _run(number, info, records, interrupted, profile, note)
+        doc = {"dpt_version": __version__, "format": FORMAT, "conventions": CONVENTIONS,
+               "runs": [*runs, run], "files": [_stored(e, folder) for e in files]}
+        text = json.dumps(_finite(doc), indent=2, ensure_ascii=False, allow_nan=False)
+        with atomic_open(path) as f:
+            f.write((text + "\n").encode("utf-8"))
 
 
-def _record(r: FileRecord) -> dict:
-    doc = {k: v for k, v in asdict(r).items() if v is not None}
-    doc["input"] = shown(r.input)
-    doc["outputs"] = [shown(o) for o in r.outputs]
+def recorded_outputs(path: Path, limit: int = SIZE_LIMIT) -> set[Path]:
+    """The outputs earlier runs recorded in the manifest at `path` (absolute; empty if none or
+    unreadable), so that a run whose -o is its input folder never takes its own outputs for photos."""
+    try:
+        _, entries = read_manifest(path, limit)
+    except (OSError, Unreadable):
+        return set()
+    return {Path(o) for e in entries for o in e.outputs}
+
+
+def read_manifest(path: Path, limit: int = SIZE_LIMIT) -> tuple[list[dict], list[Entry]]:
+    """The runs and file records (with absolute paths) of the manifest at `path`, either format.
+
+    Raises OSError when it cannot be read, Unreadable when it is not a manifest."""
+    if path.stat().st_size > limit:
+        raise Unreadable(f"larger than {limit >> 20} MiB")
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            raise Unreadable("not a dpt manifest")
+        if doc.get("format") == FORMAT and isinstance(doc.get("runs"), list):
+            runs, base, run = doc["runs"], os.path.abspath(path.parent), None
+            if not all(isinstance(r, dict) for r in runs):
+                raise Unreadable("not a dpt manifest")
+        elif "format" not in doc and "dpt_version" in doc:  # format 1: paths absolute or cwd-relative
+            runs = [{"run": 1, "dpt_version": doc["dpt_version"], "started": doc.get("started"),
+                     "finished": doc.get("finished"), "command": [], **{k: doc[k] for k in _RUN_KEYS if k in doc}}]
+            base, run = os.path.abspath(os.curdir), 1  # the best guess: they were relative to the cwd
+        else:
+            raise Unreadable("not a dpt manifest (or one of a newer dpt version)")
+        return runs, [_loaded(r, base, run) for r in doc["files"]]
+    except Unreadable:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise Unreadable(f"invalid: {type(exc).__name__}") from None
+
+
+def _loaded(record: dict, base: str, run: int | None) -> Entry:
+    fields = dict(record)
+    name, raw = fields.pop("input"), fields.pop("input_b64", None)
+    names, raws = fields.pop("outputs", []), fields.pop("outputs_b64", None)
+    if not isinstance(name, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise Unreadable("a file record without its paths")
+    if raws is not None and len(raws) != len(names):
+        raise Unreadable("a file record whose outputs_b64 does not match its outputs")
+    if not isinstance(fields.get("status"), str):
+        raise Unreadable("a file record without a status")
+    if run is not None:
+        fields["run"] = run
+    outputs = [_absolute(n, r, base) for n, r in zip(names, raws or [None] * len(names))]
+    return Entry(_absolute(name, raw, base), outputs, fields)
+
+
+def _absolute(name: str, raw: str | None, base: str) -> str:
+    exact = os.fsdecode(base64.b64decode(raw, validate=True)) if raw else name
+    return os.path.abspath(os.path.join(base, exact)) if _is_file_name(exact) else exact
+
+
+def _entry(r: FileRecord, run: int) -> Entry:
+    fields = {k: v for k, v in asdict(r).items() if v is not None and k not in ("input", "outputs")}
     for key in ("error", "note"):
-        if doc.get(key) is not None:
-            doc[key] = shown(doc[key])
-    for c in doc.get("classes") or ():
+        if key in fields:
+            fields[key] = shown(fields[key])
+    for c in fields.get("classes") or ():
         c["name"] = shown(c["name"])  # names come from the model's config: any text at all
-    if raw := raw_b64(r.input):
+    fields["run"] = run
+    name = os.path.abspath(r.input) if _is_file_name(r.input) else r.input
+    return Entry(name, [os.path.abspath(o) for o in r.outputs], fields)
+
+
+def _stored(e: Entry, folder: str) -> dict:
+    name, names = _relative(e.input, folder), [_relative(o, folder) for o in e.outputs]
+    doc = {"input": shown(name), "outputs": [shown(n) for n in names], **e.fields}
+    if raw := raw_b64(name):
         doc["input_b64"] = raw
-    raws = [raw_b64(o) for o in r.outputs]
+    raws = [raw_b64(n) for n in names]
     if any(raws):
         doc["outputs_b64"] = raws
     return doc
+
+
+def _relative(path: str, folder: str) -> str:
+    return os.path.relpath(path, folder) if _is_file_name(path) else path
+
+
+def _is_file_name(name: str) -> bool:
+    """False for `-` (stdin's image) and stream names (/dev/stdin): they stay as given."""
+    return name != "-" and not is_stream_name(name)
+
+
+def _run(number: int, info: RunInfo, records: list[FileRecord], interrupted: bool, profile: dict | None, note: str | None) -> dict:
+    counts = {s: sum(r.status == s for r in records) for s in (OK, SKIPPED, FAILED, INTERRUPTED)}
+    return {
+        "run": number,
+        "dpt_version": __version__,
+        "started": _iso(info.started),
+        "finished": _iso(time.time()),
+        "command": [shown(a) for a in info.command],
+        "task": info.task,
+        "model": shown(info.model),
+        "device": info.device,
+        "dtype": info.dtype,
+        "units": info.units,
+        "settings": info.settings,
+        "interrupted": interrupted,
+        "counts": counts,
+        **({"profile": profile} if profile else {}),
+        **({"note": note} if note else {}),
+    }
+
+
+def _set_aside(path: Path, why: Exception) -> str:
+    """Rename an unreadable manifest out of the way (never over another file); say so."""
+    n, aside = 0, path.with_name(path.name + ".corrupt")
+    while os.path.lexists(aside):
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt.{n}")
+    os.rename(path, aside)
+    reason = why.strerror if isinstance(why, OSError) and why.strerror else str(why)
+    return f"the earlier {path.name} could not be read ({shown(reason)}); it was kept as {shown(aside.name)}"
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One manifest writer at a time: a flock on the folder itself (parallel `-o FILE` runs share
+    the folder's run lock, so it cannot serve); where flock is missing, writes are still atomic."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def _finite(value):
@@ -93,23 +243,6 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def recorded_outputs(path: Path, limit: int = 256 << 20) -> set[Path]:
-    """The outputs an earlier run recorded in the manifest at `path` (empty if none or unreadable),
-    so that a run whose -o is its input folder never takes its own outputs for photos."""
-    try:
-        if path.stat().st_size > limit:
-            return set()
-        doc = json.loads(path.read_bytes())
-        found = set()
-        for record in doc.get("files", []):
-            raws = record.get("outputs_b64") or [None] * len(record.get("outputs", []))
-            for name, raw in zip(record.get("outputs", []), raws):
-                found.add(Path(os.fsdecode(base64.b64decode(raw)) if raw else name))
-        return found
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
-        return set()
 
 
 def _iso(t: float) -> str:

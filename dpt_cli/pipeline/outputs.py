@@ -1,7 +1,7 @@
 """Where each input's outputs go.
 
-`-o FILE` (a name with a known extension, one input) writes exactly that file, its format taken
-from the extension. `-o DIR` mirrors the input tree under DIR: `photos/a/b.jpg` with
+`-o FILE` (a name with a known extension, one input; see `destination`) writes exactly that file,
+its format taken from the extension, and the siblings --side-by-side and --overlay ask for. `-o DIR` mirrors the input tree under DIR: `photos/a/b.jpg` with
 `--format png16 --format color` becomes `DIR/a/b.png` and `DIR/a/b.color.png`. Relative names
 start at the deepest folder common to all inputs. When two inputs would share an output name
 (`a.jpg` and `a.png` in one folder), each of them keeps its extension in the name instead
@@ -24,6 +24,7 @@ from ..config import SEGMENTATION
 from ..errors import UsageError
 from ..text import shown
 from .atomic import NAME_MAX, TEMP_EXTRA
+from .destination import FOLDER, STDOUT, Destination, extensions
 from .inputs import InputItem
 
 DEPTH_SUFFIXES = {
@@ -32,11 +33,13 @@ DEPTH_SUFFIXES = {
     "npy": ".npy",
     "pfm": ".pfm",
     "tiff": ".tiff",
+    "exr": ".exr",
+    "ply": ".ply",
     "color": ".color.png",
     "side-by-side": ".side-by-side.png",
 }
 SEGMENT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.png"}
-SINGLE_FILE_SUFFIXES = {".png", ".npy", ".pfm", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MANIFEST = "dpt-run.json"
 PATH_MAX = 4096  # bytes in a whole path (Linux)
 
@@ -48,52 +51,53 @@ class Plan:
     single: bool
 
 
-def is_single_file(output: Path) -> bool:
-    return output.suffix.lower() in SINGLE_FILE_SUFFIXES and not os.path.isdir(output)
+def single_formats(task: str, path: Path, bits: int, side_by_side: bool, overlay: bool) -> dict[str, Path]:
+    """The outputs of `-o FILE`: the format its extension names, and the siblings that
+    --side-by-side and --overlay add (`d.png` -> `d.side-by-side.png`)."""
+    fmt = extensions(task)[path.suffix.lower()]
+    if fmt == "png":
+        fmt = "png16" if bits == 16 else "png8"
+    outputs = {fmt: path}
+    picture = path.suffix if path.suffix.lower() in PICTURE_SUFFIXES else ".png"
+    if side_by_side:
+        outputs["side-by-side"] = path.with_name(path.stem + ".side-by-side" + picture)
+    if overlay:
+        outputs["overlay"] = path.with_name(path.stem + SEGMENT_SUFFIXES["overlay"])
+    return outputs
 
 
-def _single_format(task: str, output: Path, bits: int, side_by_side: bool) -> str:
-    ext = output.suffix.lower()
-    if task == SEGMENTATION:
-        if ext != ".png":
-            raise UsageError(f"{output}: segment writes label maps as .png (a palette PNG of class ids)")
-        return "labels"
-    if side_by_side and ext in (".png", ".jpg", ".jpeg", ".webp"):
-        return "side-by-side"
-    if ext == ".png":
-        return "png16" if bits == 16 else "png8"
-    return {".npy": "npy", ".pfm": "pfm", ".tif": "tiff", ".tiff": "tiff"}.get(ext, "color")
-
-
-def plan(task: str, items: list[InputItem], output: Path, formats: list[str], bits: int = 16, side_by_side: bool = False, overlay: bool = False) -> Plan:
-    real_dir = lru_cache(maxsize=None)(os.path.realpath)  # the folders many outputs share, resolved once
-    if any(len(os.fsencode(part)) > NAME_MAX for part in output.parts):
-        raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
-    if is_single_file(output):
-        if len(items) > 1:
-            raise UsageError(f"-o {shown(output)} names one file but there are {len(items)} inputs; give a directory")
-        outputs = {_single_format(task, output, bits, side_by_side): output}
-        if overlay:
-            outputs["overlay"] = output.with_name(output.stem + SEGMENT_SUFFIXES["overlay"])
-        planned = [outputs] if items else []  # no input left: the run only reports the problems
-        manifest = output.parent / MANIFEST
-    else:
-        if os.path.lexists(output) and not os.path.isdir(output):
-            raise UsageError(f"-o {shown(output)}: exists and is not a directory (for one output file, use an extension such as .png)")
-        planned = _mirror(items, output, _dir_formats(task, formats, bits, side_by_side, overlay), task)
-        manifest = output / MANIFEST
-        _check_inside(planned, output, real_dir)
-    _refuse_input_overwrite(items, planned, manifest, real_dir)
-    return Plan(planned, manifest, is_single_file(output))
-
-
-def _dir_formats(task: str, formats: list[str], bits: int, side_by_side: bool, overlay: bool) -> list[str]:
+def folder_formats(task: str, formats: list[str], bits: int, side_by_side: bool, overlay: bool) -> list[str]:
+    """The formats each input gets under `-o DIR` (or `-o -`, which allows one)."""
     if task == SEGMENTATION:
         return ["labels"] + (["overlay"] if overlay else [])
     chosen = list(dict.fromkeys(formats)) or ["png16" if bits == 16 else "png8"]
     if side_by_side and "side-by-side" not in chosen:
         chosen.append("side-by-side")
     return chosen
+
+
+def plan(task: str, items: list[InputItem], dest: Destination, formats: list[str], bits: int = 16, side_by_side: bool = False, overlay: bool = False) -> Plan:
+    real_dir = lru_cache(maxsize=None)(os.path.realpath)  # the folders many outputs share, resolved once
+    output = dest.path
+    if any(len(os.fsencode(part)) > NAME_MAX for part in output.parts):
+        raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
+    if dest.kind != FOLDER:
+        if len(items) > 1:
+            raise UsageError(f"-o {shown(output)} names one file but there are {len(items)} inputs; give a directory")
+        if dest.kind == STDOUT:
+            outputs = {folder_formats(task, formats, bits, False, False)[0]: output}
+        else:
+            outputs = single_formats(task, output, bits, side_by_side, overlay)
+        planned = [outputs] if items else []  # no input left: the run only reports the problems
+        manifest = output.parent / MANIFEST
+    else:
+        if os.path.lexists(output) and not os.path.isdir(output):
+            raise UsageError(f"-o {shown(output)}: exists and is not a directory (for one output file, use an extension such as .png)")
+        planned = _mirror(items, output, folder_formats(task, formats, bits, side_by_side, overlay), task)
+        manifest = output / MANIFEST
+        _check_inside(planned, output, real_dir)
+    _refuse_input_overwrite(items, planned, manifest, real_dir)
+    return Plan(planned, manifest, dest.kind != FOLDER)
 
 
 def _mirror(items: list[InputItem], root: Path, formats: list[str], task: str) -> list[dict[str, Path]]:

@@ -19,7 +19,7 @@ import torch
 
 from ..config import SEGMENTATION
 from ..errors import DPTError
-from ..limits import MAX_NETWORK_SIDE
+from ..limits import MAX_NETWORK_PIXELS, MAX_NETWORK_SIDE
 from ..text import shown
 from .images import UNIT, to_float
 from .resample import resize
@@ -61,10 +61,11 @@ class Preprocess:
         """The network size of a photo, or DPTError (naming `name`) when a side would exceed
         MAX_SIDE: keep-aspect scaling of a very elongated photo can ask for 384x128000."""
         h, w = self.network_size(height, width)
-        if max(h, w) > MAX_SIDE:
+        if max(h, w) > MAX_SIDE or h * w > MAX_NETWORK_PIXELS:
+            limit = f"{MAX_SIDE} limit" if max(h, w) > MAX_SIDE else f"limit of {MAX_NETWORK_PIXELS:,} pixels"
             raise DPTError(
                 f"{name}: its {height}x{width} shape needs a {h}x{w} network input, over the "
-                f"{MAX_SIDE} limit; use --no-keep-aspect or a smaller --size"
+                f"{limit}; use --no-keep-aspect or a smaller --size"
             )
         return h, w
 

@@ -19,7 +19,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,14 +33,16 @@ from ..interrupts import interrupt_once
 from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
-from .encoding import write_depth, write_segmentation
+from .autorange import DEFERRED, KeptMaps
+from .encoding import DepthMap, write_depth, write_segmentation
 from .engine import Engine, Job, Result, Settings, use_device
 from .images import decode_image, to_uint8
 from .inputs import InputItem, InputProblem
-from .manifest import FAILED, INTERRUPTED, OK, PENDING, SKIPPED, FileRecord, RunInfo, write_manifest
-from .outputs import Plan, name_problem
+from .manifest import FAILED, INTERRUPTED, OK, PENDING, FileRecord, RunInfo, write_manifest
+from .outputs import Plan
 from .preprocess import Preprocess
 from .profile import Profile
+from .records import Summary, outcome, problem_record, targets
 
 PIXEL_BUDGET = 64_000_000  # photos in flight, in pixels: ~20 bytes each at the peak of their stages
 # With the device placement a photo holds ~10-20 bytes a pixel on the host (uint8 pixels, their
@@ -63,21 +65,8 @@ class Options:
     compile: bool = False
     profile: bool = False
     on_device: bool | None = None  # None: preprocess and postprocess on the device unless it is the CPU
-
-
-@dataclass
-class Summary:
-    records: list[FileRecord] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    profile: dict | None = None  # with --profile: see pipeline.profile
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.records)
-
-    @property
-    def images_per_second(self) -> float:
-        return self.count(OK) / self.seconds if self.seconds > 0 else 0.0
+    camera: dict | None = None  # -f ply: {"fov": degrees} or {"fx", "fy", "cx"?, "cy"?} in pixels
+    auto_range: bool = False  # --range auto: one range for the whole run (see autorange)
 
 
 Report = Callable[[FileRecord], None]
@@ -107,7 +96,7 @@ class Runner:
         start = time.perf_counter()
         summary = Summary()
         records = summary.records
-        records += [_problem_record(p) for p in problems]
+        records += [problem_record(p) for p in problems]
         base = len(records)
         records += [FileRecord(input=str(item.path), outputs=[os.path.abspath(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
         self._items, self._records, self._report = items, records[base:], report
@@ -119,10 +108,14 @@ class Runner:
                 for r in records[:base]:
                     report(r)
                 self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
+                deferring = self.options.auto_range and any(set(t) & DEFERRED for t in self._targets)
+                self._kept = KeptMaps(plan.manifest.parent) if deferring else None
                 self._process([i for i, targets in enumerate(self._targets) if targets])
             except (KeyboardInterrupt, Stopped):
                 summary.interrupted = True
             finally:
+                if getattr(self, "_kept", None) is not None:
+                    self._kept.close()
                 summary.interrupted |= interrupts.count > 0
                 for r in records:
                     if r.status == PENDING:
@@ -145,27 +138,6 @@ class Runner:
             except OSError as exc:
                 raise DPTError(f"{shown(plan.manifest)}: cannot write the run manifest ({exc.strerror or exc})") from None
 
-    def _targets_of(self, outs: dict[str, Path], record: FileRecord) -> dict[str, Path]:
-        """The outputs to write for one input: none when it is skipped or refused."""
-        refused = next(((p, why) for p in outs.values() if (why := name_problem(p))), None)
-        if refused:
-            record.status, record.error = FAILED, f"{shown(refused[0])}: {refused[1]}"
-            self._report(record)
-            return {}
-        missing = {f: p for f, p in outs.items() if not os.path.exists(p)}
-        if len(missing) == len(outs) or self.options.overwrite:
-            return dict(outs)
-        elif self.options.skip_existing:
-            if missing:  # a run interrupted between two outputs of this input: finish it
-                return missing
-            record.status = SKIPPED
-        else:
-            existing = next(p for p in outs.values() if p not in missing.values())
-            record.status = FAILED
-            record.error = f"{shown(existing)}: output exists (use --overwrite to replace it, or --skip-existing)"
-        self._report(record)
-        return {}
-
     # --- the engine --------------------------------------------------------------------------
 
     def _process(self, todo: list[int]) -> None:
@@ -176,7 +148,7 @@ class Runner:
         window = max(2, opts.workers) * 2 + opts.batch_size
         default = DEVICE_PIXEL_BUDGET if self._engine.settings.on_device else PIXEL_BUDGET
         self._budget = PixelBudget(opts.pixel_budget or default, self._stop)
-        needs_photo = any(f in ("side-by-side", "overlay") for outs in self._targets for f in outs)
+        needs_photo = any(f in ("side-by-side", "overlay", "ply") for outs in self._targets for f in outs)
         setup = partial(_worker_thread, self.device)
         readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=setup)
         writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=setup)
@@ -215,18 +187,21 @@ class Runner:
                 self._collect(writing, limit=window)
             self._flush(buckets, writers_pool, writing)
             self._collect(writing, limit=0)
+            self._write_kept(writers_pool, writing)
         finally:
             self._stop.set()  # readers waiting for their turn or on a stream give up
             readers.shutdown(wait=True, cancel_futures=True)
             # writes in flight complete (atomically) and record themselves; queued ones are dropped
             writers_pool.shutdown(wait=True, cancel_futures=True)
             for i, f in writing:
-                if f.done() and not f.cancelled():
+                if f.done() and not f.cancelled() and self._records[i].status != PENDING:
                     self._report(self._records[i])
 
     def _make_engine(self) -> Engine:
         opts = self.options
         formats = frozenset(f for outs in self._targets for f in outs)
+        if self._kept is not None:  # normalised later, from the raw maps
+            formats = (formats - DEFERRED) | {"npy"}
         # the device placement by default on CUDA only: MPS has no float64 (exact quantising)
         on_device = self.device.type == "cuda" if opts.on_device is None else opts.on_device
         settings = Settings(self.task, formats, opts.value_range, on_device, opts.compile, opts.batch_size)
@@ -253,7 +228,7 @@ class Runner:
 
         try:
             with self._profile.stage("read"):
-                decoded = decode_image(item.path, item.stream, self._stop, admit)
+                decoded = decode_image(item.path, item.stream, self._stop, admit, item.data)
             if decoded.frames > 1:
                 self._records[i].frames = decoded.frames
             try:
@@ -292,7 +267,8 @@ class Runner:
         while writing and (len(writing) > limit or writing[0][1].done()):
             i, future = writing.popleft()
             future.result()  # _write records its own outcome; this only waits
-            self._report(self._records[i])
+            if self._records[i].status != PENDING:  # else kept for --range auto: reported once written
+                self._report(self._records[i])
 
     def _fail(self, i: int, exc: Exception) -> None:
         record = self._records[i]
@@ -305,35 +281,59 @@ class Runner:
         """Write one input's outputs and record the outcome (ok only once every file is in place)."""
         i, record, outs, opts = p.index, self._records[p.index], self._targets[p.index], self.options
         try:
-            try:
-                result = fetch()
-            except (DPTError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # resizing back out of memory, a device error at the copy, ...
-                raise DPTError(f"{shown(self._items[i].path)}: inference failed ({shown(first_line(exc))})") from None
-            with self._profile.stage("encode"):
-                if self.task == SEGMENTATION:
-                    write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
-                else:
-                    write_depth(result, p.photo, outs, record, opts.colormap, self.model.config.is_metric, opts.png_level)
-            record.status = OK
-        except DPTError as exc:
-            record.status, record.error = FAILED, shown(exc)
-        except OSError as exc:
-            where = exc.filename or self._items[i].path
-            record.status, record.error = FAILED, f"{shown(where)}: cannot write ({exc.strerror or exc})"
-        except Exception as exc:  # an encoder's surprise fails this file, not the run
-            record.status, record.error = FAILED, f"{shown(self._items[i].path)}: cannot write outputs ({type(exc).__name__}: {shown(exc)})"
+            with self._outcome(i):
+                try:
+                    result = fetch()
+                except (DPTError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # resizing back out of memory, a device error at the copy, ...
+                    raise DPTError(f"{shown(self._items[i].path)}: inference failed ({shown(first_line(exc))})") from None
+                with self._profile.stage("encode"):
+                    if self.task == SEGMENTATION:
+                        write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
+                    else:
+                        now, later = KeptMaps.split(outs) if self._kept is not None else (outs, {})
+                        self._write_depth(result, p.photo, now, record)
+                        if later:
+                            self._kept.keep(i, result.depth, p.photo if "side-by-side" in later else None)
+                            return  # pending until the run's range is known
+                record.status = OK
         finally:
             self._give_back(p)
 
+    def _write_kept(self, pool: ThreadPoolExecutor, writing: deque) -> None:
+        """--range auto, once every photo has been through the model: the PNGs and pictures."""
+        kept = self._kept
+        todo = [i for i, r in enumerate(self._records) if r.status == PENDING and kept is not None and kept.has(i)]
+        if not todo:
+            return
+        lo, hi = kept.run_range()
+        self._notice(f"--range auto: writing PNGs and pictures over the run's range {lo:.6g}..{hi:.6g}")
 
-def _problem_record(p: InputProblem) -> FileRecord:
-    message = f"{shown(p.path)}: {p.error}"
-    if p.skipped:
-        return FileRecord(input=p.path, status=SKIPPED, note=message)
-    return FileRecord(input=p.path, status=FAILED, error=message)
+        def finish(i: int) -> None:
+            record = self._records[i]
+            with self._outcome(i), self._profile.stage("encode"):
+                depth, photo = kept.load(i)
+                self._write_depth(DepthMap(depth, lo, hi), photo, KeptMaps.split(self._targets[i])[1], record)
+                record.status = OK
+            kept.discard(i)
 
+        for i in todo:
+            writing.append((i, pool.submit(finish, i)))
+        self._collect(writing, limit=0)
+
+    def _targets_of(self, outs: dict[str, Path], record: FileRecord) -> dict[str, Path]:
+        chosen = targets(outs, record, self.options.overwrite, self.options.skip_existing)
+        if record.status != PENDING:
+            self._report(record)
+        return chosen
+
+    def _outcome(self, i: int):
+        return outcome(self._records[i], self._items[i].path)
+
+    def _write_depth(self, result: DepthMap, photo: Optional[np.ndarray], outs: dict[str, Path], record: FileRecord) -> None:
+        opts = self.options
+        write_depth(result, photo, outs, record, opts.colormap, self.model.config.is_metric, opts.png_level, opts.camera)
 
 def _worker_thread(device: torch.device) -> None:
     """Reader and writer threads run torch ops on one thread each (the main thread keeps its

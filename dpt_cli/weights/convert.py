@@ -225,7 +225,7 @@ def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> 
         f"- variant: {variant.name} ({variant.description})\n"
         f"- architecture: {'ViT-Hybrid (BiT ResNet-50 + ViT-B/16)' if c.is_hybrid else f'ViT ({c.num_hidden_layers} layers, width {c.hidden_size})'}\n"
         f"- output: {output}\n"
-        f"- network input: {variant.size[1]}x{variant.size[0]} (WxH), keep aspect, multiples of 32, bicubic, mean/std 0.5\n"
+        f"- network input: {variant.size[0]}x{variant.size[1]} (HxW), keep aspect, multiples of 32, bicubic, mean/std 0.5\n"
         f"- dtype: {str(dtype).removeprefix('torch.')}\n\n"
         "Loads with `dpt depth --model DIR` / `dpt segment --model DIR` and with transformers'\n"
         "`DPTForDepthEstimation` / `DPTForSemanticSegmentation.from_pretrained(DIR)`.\n"
