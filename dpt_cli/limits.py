@@ -5,6 +5,7 @@ Each is far beyond any sensible use, and exists so that a typo (`--size 99999`,
 (Bounds on model configs live with the config parser.)
 """
 
+MIN_NETWORK_SIDE = 32  # one multiple of the network's stride
 MAX_NETWORK_SIDE = 4096  # pixels a side: a 384x4096 input suits a panorama
 # pixels in all: 16,384 ViT tokens at patch 16 (DPT was trained at 576). Attention grows with the
 # square of the tokens: beyond this a CPU forward pass takes many minutes and gigabytes, and one

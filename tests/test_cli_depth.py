@@ -197,7 +197,7 @@ def test_existing_outputs(depth_model, tmp_path):
     assert run_cli(*args).code == 0
     before = (tmp_path / "out" / "a.png").stat().st_mtime_ns
     again = run_cli(*args)  # every output exists: a usage error before the model loads
-    assert again.code == 2 and "already exist; --overwrite replaces them, --skip-existing keeps them" in again.err, again.err
+    assert again.code == 2 and "all 2 inputs' outputs already exist" in again.err and "--skip-existing keeps them" in again.err, again.err
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == before
     (tmp_path / "out" / "b.png").unlink()
     resumed = run_cli(*args, "--skip-existing")

@@ -90,3 +90,18 @@ def test_exr_without_openexr_is_a_usage_error(tmp_path, monkeypatch):
     src = photos(tmp_path / "in", 1) / "f0.png"
     result = run_cli("depth", src, "-o", tmp_path / "d.exr", "-m", "/nonexistent")
     assert result.code == 2 and "pip install 'dpt-cli[exr]'" in result.err, result.err
+
+
+def test_range_auto_refuses_a_partial_resume(tmp_path):
+    src = photos(tmp_path / "in")
+    result = run_cli("depth", src, "-o", tmp_path / "out", "--range", "auto", "--skip-existing", "-m", "/nonexistent")
+    assert result.code == 2 and "--range auto needs every photo of the folder in one run" in result.err, result.err
+
+
+def test_range_auto_removes_private_folders_of_killed_runs(tiny, tmp_path):
+    src = photos(tmp_path / "in", 1)
+    stale = tmp_path / "out" / ".dpt-range-999999999-abc"  # no such pid
+    stale.mkdir(parents=True)
+    (stale / "0.depth.npy").write_bytes(b"x")
+    assert run_cli("depth", src, "-o", tmp_path / "out", "--range", "auto", "-m", tiny).code == 0
+    assert not any(name.startswith(".dpt-range-") for name in os.listdir(tmp_path / "out"))

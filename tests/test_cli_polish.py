@@ -60,11 +60,36 @@ def test_stdout_gets_exactly_the_file(tiny, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.png", "d.png", "dpt-run.json"]  # nothing else written
 
 
-def test_stdout_takes_one_output(tmp_path):
+def test_stdout_takes_one_output(tiny, tmp_path):
     src = photo(tmp_path / "a.png")
     for extra in (["-f", "png16,color"], ["--side-by-side"]):
         result = run_cli("depth", src, "-o", "-", "-m", NO_MODEL, *extra)
         assert result.code == 2 and "-o - writes one output" in result.err, result.err
+    result = run_cli("depth", src, photo(tmp_path / "b.png"), "-o", "-", "-m", tiny)
+    assert result.code == 2 and result.err == "dpt: error: -o - names one file but there are 2 inputs; give a directory\n"
+
+
+def test_stdout_leaves_no_temporary_folder(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
+    assert run_cli("depth", photo(tmp_path / "a.png"), "-o", "-", "-m", tiny).code == 0
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.parametrize("stream, args, message", [
+    ("stdout", ["{src}", "-o", "-"], "stdout is closed"),
+    ("stdin", ["-", "-o", "{out}"], "stdin is closed"),
+])
+def test_closed_stdout_or_stdin_is_one_line(tmp_path, stream, args, message):
+    names = {"src": str(photo(tmp_path / "a.png")), "out": str(tmp_path / "o")}
+    argv = ["dpt", "depth", *(a.format(**names) for a in args), "-m", NO_MODEL]
+    fd = 1 if stream == "stdout" else 0  # closed as `dpt ... >&-` or `<&-` leaves it: Python sets None
+    code = f"import os, sys; os.close({fd}); sys.{stream} = None; sys.argv = {argv!r}; from dpt_cli.cli import run; run()"
+    proc = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_stdout_on_a_terminal_is_refused(tmp_path):
@@ -103,7 +128,7 @@ def test_all_outputs_existing_is_a_usage_error_before_loading(tiny, tmp_path):
     src = photo(tmp_path / "a.png")
     assert run_cli("depth", src, "-o", tmp_path / "out", "-m", tiny).code == 0
     result = run_cli("depth", src, "-o", tmp_path / "out", "-m", NO_MODEL)
-    assert result.code == 2 and "already exist; --overwrite replaces them, --skip-existing keeps them" in result.err
+    assert result.code == 2 and "a.png: already exists; --overwrite replaces it, --skip-existing keeps it" in result.err
     skipped = run_cli("depth", src, "-o", tmp_path / "out", "-m", tiny, "--skip-existing")
     assert skipped.code == 0 and "skipped 1" in skipped.err, skipped.err
     assert "model " not in skipped.err  # nothing to do: the model is not loaded
@@ -170,6 +195,39 @@ def test_binary_that_is_no_image_on_stdin_fails_in_one_line(tiny, tmp_path):
     assert result.code == 1 and "-: not an image Pillow can read" in result.err and "Traceback" not in result.err
 
 
+def test_stdin_is_told_apart_by_its_first_bytes():
+    from dpt_cli.pipeline.stdin import looks_like_image
+
+    for fmt in ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "ICO", "TGA", "JPEG2000", "QOI"):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buffer, fmt)
+        assert looks_like_image(buffer.getvalue()[:64]), fmt
+    for text in (b"/a/b.jpg\n", b"GIF89a-party.jpg\n", b"caf\xe9 \x1b[31m.jpg\n", b"a\0b.jpg\n", b"a.jpg\0b.png\0", b"P6 notes\n"):
+        assert not looks_like_image(text), text
+
+
+def test_stdin_mistakes_are_usage_errors(tmp_path):
+    src = photo(tmp_path / "a.jpg")
+    result = run_cli("depth", "-0", "-", "-o", tmp_path / "o", "-m", NO_MODEL, stdin=src.read_bytes())
+    assert result.code == 2 and "stdin holds an image's bytes: drop -0" in result.err, result.err
+    result = run_cli("depth", "-", "-o", tmp_path / "o", "-m", NO_MODEL, stdin=b"a.jpg\0b.png\0")
+    assert result.code == 2 and "add -0 (--null)" in result.err, result.err
+
+
+def test_an_image_trickling_into_a_pipe_is_still_an_image(tiny, tmp_path):
+    src = photo(tmp_path / "a.jpg")
+    data = src.read_bytes()
+    feed = f"import sys, time; d = open({str(src)!r}, 'rb').read(); o = sys.stdout.buffer; " \
+           "o.write(d[:2]); o.flush(); time.sleep(1.5); o.write(d[2:]); o.flush()"
+    producer = subprocess.Popen([sys.executable, "-c", feed], stdout=subprocess.PIPE)
+    proc = subprocess.run([sys.executable, "-m", "dpt_cli", "depth", "-", "-o", str(tmp_path / "d.npy"), "-m", tiny],
+                          stdin=producer.stdout, capture_output=True, timeout=120)
+    producer.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("depth", "-", "-o", tmp_path / "e.npy", "-m", tiny, stdin=data).code == 0
+    assert np.array_equal(np.load(tmp_path / "d.npy"), np.load(tmp_path / "e.npy"))
+
+
 def test_nul_separated_path_list(tiny, tmp_path):
     names = [photo(tmp_path / "in" / "with\nnewline.png"), photo(tmp_path / "in" / "b.png", seed=1)]
     listing = b"".join(os.fsencode(p) + b"\0" for p in names)
@@ -185,7 +243,8 @@ def test_help_shows_flags_as_flags_and_examples():
     assert result.code == 0
     assert "Usage: dpt depth [OPTIONS] INPUT..." in result.out
     assert "<bool>" not in result.out and "<list" not in result.out and "<str>" not in result.out
-    assert "  --side-by-side  " in result.out.replace("\n", "  ") or "--side-by-side " in result.out
+    flag = next(line for line in result.out.splitlines() if line.lstrip().startswith("--side-by-side"))
+    assert flag.split()[:2] == ["--side-by-side", "Also"]  # a flag: no value between it and its help
     assert "Examples:" in result.out and "dpt depth shot.jpg -o - > shot.png" in result.out
     assert "--install-completion" in run_cli("--help").out
 

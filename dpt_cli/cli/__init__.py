@@ -53,7 +53,7 @@ def main() -> None:
     exit 130. The executable's entry point is `run`."""
     with interrupts.installed():
         try:
-            app()  # standalone: usage errors print a message and exit 2; Ctrl-C exits 130
+            app(prog_name="dpt")  # standalone: usage errors print a message and exit 2; Ctrl-C exits 130
         except DPTError as exc:
             print(f"dpt: error: {shown(exc)}", file=sys.stderr)
             sys.exit(exc.exit_code)

@@ -63,6 +63,8 @@ def _check_general(a: Asked) -> None:
         _fail("--follow-symlinks only matters when descending into folders: add -r")
     if a.null and not a.reads_stdin:
         _fail("--null reads a NUL-separated path list from stdin: give - as an input (find . -print0 | dpt ... -0 -)")
+    if a.value_range == "auto" and a.skip_existing:
+        _fail("--range auto needs every photo of the folder in one run (one range for all): drop --skip-existing (add --overwrite)")
     if a.alpha is not None and not a.overlay:
         _fail("--alpha sets the overlay's opacity: add --overlay")
 
@@ -77,7 +79,9 @@ def _check_destination(a: Asked, formats: list[str]) -> None:
                 "-f goes with -o DIR or -o -, or change the file's extension"
             )
     elif dest.kind == STDOUT and len(formats) > 1:
-        _fail(f"-o - writes one output to stdout, but this run asks for {', '.join(formats)}: keep one, or give -o DIR")
+        extra = " ".join(flag for flag, fmt in (("--side-by-side", "side-by-side"), ("--overlay", "overlay")) if fmt in formats)
+        how = f"drop {extra}" if extra and len(a.formats) <= 1 else "keep one -f"
+        _fail(f"-o - writes one output to stdout, but this run asks for {', '.join(formats)}: {how}, or give -o DIR")
 
 
 def _check_depth_options(a: Asked, formats: list[str]) -> None:

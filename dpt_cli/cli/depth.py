@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -90,7 +91,7 @@ def _camera(fov, fx, fy, cx, cy) -> Optional[dict]:
         raise typer.BadParameter("give the field of view or the focal lengths, not both", param_hint="--fov")
     if fov is None and (fx is None or fy is None):
         raise typer.BadParameter("give both --fx and --fy (or --fov)", param_hint="--fx/--fy")
-    for name in ("fx", "fy"):
-        if name in given and not given[name] > 0:
-            raise typer.BadParameter(f"{given[name]}: a focal length is a positive number of pixels", param_hint=f"--{name}")
+    for name, value in given.items():
+        if not math.isfinite(value) or (name in ("fx", "fy") and not value > 0):
+            raise typer.BadParameter(f"{value}: must be a finite{' positive' if name in ('fx', 'fy') else ''} number", param_hint=f"--{name}")
     return given

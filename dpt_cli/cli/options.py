@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import MAX_BATCH_SIZE, MAX_NETWORK_PIXELS, MAX_NETWORK_SIDE, MAX_WORKERS
+from ..limits import MAX_BATCH_SIZE, MIN_NETWORK_SIDE, MAX_NETWORK_PIXELS, MAX_NETWORK_SIDE, MAX_WORKERS
 
 Inputs = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, glob patterns, or - for stdin: a path list (one per line; NUL-separated with -0) or one image's bytes.", show_default=False)]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="PATH", help="A file (one input; its extension sets the format), a folder (mirrors the inputs; a trailing / or an existing folder, or a name without extension), or - for stdout. Default: the folder dpt-out.", show_default=False)]
@@ -34,8 +34,8 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         values = [int(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) not in (1, 2) or min(values) <= 0:
-        raise typer.BadParameter(f"{text!r}: use N or HxW with positive integers, e.g. 384 or 352x1216", param_hint="--size")
+    if len(values) not in (1, 2) or min(values) < MIN_NETWORK_SIDE:
+        raise typer.BadParameter(f"{text!r}: use N or HxW with integers of at least {MIN_NETWORK_SIDE}, e.g. 384 or 352x1216", param_hint="--size")
     if max(values) > MAX_NETWORK_SIDE:
         raise typer.BadParameter(f"{text!r}: each side must be at most {MAX_NETWORK_SIDE}", param_hint="--size")
     height, width = values[0], values[-1]

@@ -71,7 +71,7 @@ class Reporter:
         parts = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in profile["seconds"].items())
         self._line(f"profile (ms per image, summed over threads): {parts}; wall {profile['wall_seconds'] * 1000 / n:.1f}")
 
-    def summary(self, summary, manifest: Path | None) -> None:
+    def summary(self, summary, manifest: Path | None, resume_hint: str | None = None) -> None:
         """Counts, time and speed, where the results are, the failures again (a few), and how to
         resume after an interruption."""
         if self.quiet:
@@ -96,8 +96,8 @@ class Reporter:
             self._line(f"failed: {shown(r.error)}")
         if len(failed) > MAX_FAILURES_REPEATED:
             self._line(f"... and {len(failed) - MAX_FAILURES_REPEATED} more failed (see the records)")
-        if summary.interrupted:
-            self._line("interrupted: run the same command with --skip-existing to finish the rest")
+        if summary.interrupted and resume_hint:
+            self._line(f"interrupted: {resume_hint}")
 
     @property
     def elapsed(self) -> float:

@@ -50,8 +50,13 @@ def execute(
     if "exr" in formats:
         exr.require()
 
-    if asked.destination.kind == dst.STDOUT and _stdout_is_terminal():
-        raise UsageError("-o - writes binary data to stdout, which is a terminal: redirect it (> depth.png) or give -o FILE")
+    if asked.destination.kind == dst.STDOUT:
+        if getattr(sys.stdout, "buffer", None) is None:
+            raise UsageError("-o -: stdout is closed or takes no binary data; give -o FILE")
+        if _stdout_is_terminal():
+            raise UsageError("-o - writes binary data to stdout, which is a terminal: redirect it (> depth.png) or give -o FILE")
+    if asked.reads_stdin and sys.stdin is None:
+        raise UsageError("-: stdin is closed; give the inputs as arguments")
     if asked.destination.default and not quiet:
         print(f"dpt: writing to {dst.DEFAULT_FOLDER}{os.sep} (choose with -o)", file=sys.stderr)
     with _private_stdout_file(asked, formats) as asked:
@@ -131,7 +136,7 @@ def _execute(asked: Asked, formats: list[str], inputs, model_spec, device, dtype
         torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
-    reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest)
+    reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest, _resume_hint(asked, options_kwargs))
     if summary.profile:
         reporter.profile(summary.profile)
     if summary.interrupted:
@@ -158,8 +163,19 @@ def _check_existing(plan, asked: Asked) -> bool:
     if asked.skip_existing:
         return True
     some = next(p for outs in plan.outputs for p in outs.values())
-    what = shown(some) if len(plan.outputs) == 1 else f"all {len(plan.outputs)} inputs' outputs (e.g. {shown(some)})"
-    raise UsageError(f"{what}: already exist; --overwrite replaces them, --skip-existing keeps them")
+    if len(plan.outputs) == 1:
+        raise UsageError(f"{shown(some)}: already exists; --overwrite replaces it, --skip-existing keeps it")
+    raise UsageError(f"all {len(plan.outputs)} inputs' outputs already exist (e.g. {shown(some)}); --overwrite replaces them, --skip-existing keeps them")
+
+
+def _resume_hint(asked: Asked, options_kwargs: dict) -> str | None:
+    """How to finish an interrupted run, as the summary says it."""
+    if asked.destination.kind == "stdout":
+        return None
+    if options_kwargs.get("auto_range"):
+        return "run the same command with --overwrite to write every file over one range again"
+    instead = " in place of --overwrite" if asked.overwrite else ""
+    return f"run the same command with --skip-existing{instead} to finish the rest"
 
 
 def _load_checked(loading, folder: Path, spec: str, task: str, precision, target):
@@ -197,13 +213,13 @@ def _stdout_is_terminal() -> bool:
 
 
 def _copy_to_stdout(path: Path) -> None:
-    out = getattr(sys.stdout, "buffer", None)
-    sys.stdout.flush()
-    with open(path, "rb") as f:
-        if out is None:
-            raise UsageError("-o -: stdout takes no binary data here")
-        shutil.copyfileobj(f, out, 1 << 20)
-    out.flush()
+    try:
+        sys.stdout.flush()
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise DPTError("-o -: stdout was closed (broken pipe) before the whole output was written") from None
 
 
 def _units(config) -> str:

@@ -28,8 +28,9 @@ def temporary_prefix(name: str) -> str:
 
 
 @contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that becomes `path` once the block completes; nothing on failure.
+def atomic_path(path: Path) -> Iterator[str]:
+    """Yield the name of a new, empty temporary file beside `path` (ordinary permissions) that
+    becomes `path` once the block completes; nothing on failure. For writers that take a name.
 
     OSErrors carry `path` itself as their filename, not the temporary name.
     """
@@ -37,9 +38,11 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=_SUFFIX, dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get ordinary permissions
-        with os.fdopen(fd, "wb") as f:
-            yield f
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get ordinary permissions
+        finally:
+            os.close(fd)
+        yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         _discard(tmp)
@@ -47,6 +50,13 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+@contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes `path` once the block completes; nothing on failure."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def _discard(tmp: str | None) -> None:

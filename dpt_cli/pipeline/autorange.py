@@ -6,7 +6,8 @@ is kept in a private hidden folder inside the output folder (where the outputs' 
 with its own min and max. Once every photo has been through the model, the run's range is the
 smallest minimum and the largest maximum, and the PNGs and pictures are written from the kept maps
 over it. A photo counts as done only then; an interruption before leaves its PNGs unwritten and
-its record interrupted. The private folder is removed in every case.
+its record interrupted. The private folder is removed at the end of the run, or, after a kill,
+by the next --range auto run into that folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+PREFIX = ".dpt-range-"  # then the owner's pid
 DEFERRED = frozenset({"png16", "png8", "color", "side-by-side"})  # the formats a range normalises
 
 
@@ -26,7 +28,8 @@ class KeptMaps:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix=".dpt-range-", dir=folder))
+        _remove_stale(folder)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=folder))
         self.ranges: dict[int, tuple[float, float]] = {}
 
     @staticmethod
@@ -68,3 +71,22 @@ class KeptMaps:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Private folders that killed runs left behind (their pid is gone)."""
+    for entry in os.scandir(folder):
+        if entry.name.startswith(PREFIX) and entry.is_dir(follow_symlinks=False):
+            pid = entry.name[len(PREFIX):].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True

@@ -12,15 +12,13 @@ the same folder, named the way `atomic_open` names its own, and rename it into p
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import UsageError
-from .atomic import _SUFFIX, _UMASK, _discard, atomic_open, temporary_prefix
+from .atomic import atomic_open, atomic_path
 
 CHANNEL = "Y"
 INSTALL_HINT = "-f exr needs the OpenEXR package (3.3 or later): pip install 'dpt-cli[exr]'"
@@ -79,24 +77,7 @@ def _writes_streams(OpenEXR: ModuleType) -> bool:
 
 
 def _write_by_name(image: object, path: Path) -> None:
-    """`image.write(name)` to a temporary name beside `path`, renamed over it once complete.
-
-    Mirrors `atomic_open` (same temporary names, permissions, cleanup and error filename) for
-    bindings that can only write to a file name.
-    """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=_SUFFIX, dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get ordinary permissions
-        finally:
-            os.close(fd)
+    """`image.write(name)` to a temporary name beside `path`, renamed over it once complete (for
+    bindings that can only write to a file name)."""
+    with atomic_path(path) as tmp:
         image.write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
-    except BaseException:
-        _discard(tmp)
-        raise

@@ -27,7 +27,7 @@ from ..text import os_reason, shown
 from .globbing import expand_pattern
 from .images import is_image
 from .reading import is_stream_name, kind_of
-from .stdin import read_image_bytes, stdin_holds_image
+from .stdin import check, read_head, read_image_bytes
 
 PATH_LIST_LIMIT = 256 << 20  # bytes of paths read from stdin (a million long paths)
 IMAGE_SUFFIXES = {
@@ -191,16 +191,17 @@ def _expand_one(spec: str, scanner: _Scanner, named: bool = True) -> None:
         found.problems.append(InputProblem(os.fspath(spec), f"{kind_of(st.st_mode)}, not a regular file: only regular files are read"))
 
 
-def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT, null: bool = False) -> list[str]:
-    """Paths from stdin, one per line (NUL-separated with `null`). Bytes are read, so non-UTF-8
-    names survive exactly."""
+def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT, null: bool = False, head: bytes = b"") -> list[str]:
+    """Paths from stdin (after the `head` already read from it), one per line, or NUL-separated
+    with `null`. Bytes are read, so non-UTF-8 names survive exactly."""
     stream = stdin or sys.stdin
     raw = getattr(stream, "buffer", None)
-    data = (raw or stream).read(limit + 1)
-    if len(data) > limit:
-        raise UsageError(f"-: the path list on stdin is over {limit >> 20} MiB; give folders or patterns instead")
+    data = (raw or stream).read(limit + 1 - len(head))
     if raw is None:  # a text stream without bytes underneath (embedding callers)
         data = os.fsencode(data)
+    data = head + data
+    if len(data) > limit:
+        raise UsageError(f"-: the path list on stdin is over {limit >> 20} MiB; give folders or patterns instead")
     if null:
         lines = [os.fsdecode(name) for name in data.split(b"\0")]
     else:
@@ -211,9 +212,10 @@ def read_path_list(stdin: IO | None, limit: int = PATH_LIST_LIMIT, null: bool = 
 def _stdin_inputs(stdin: IO | None, null: bool) -> tuple[list[str], InputItem | None]:
     """What `-` stands for: the paths of a path list, or one image whose bytes are on stdin."""
     stream = stdin or sys.stdin
-    if not null and stdin_holds_image(stream):
-        return [], InputItem(Path("-"), Path("stdin"), data=read_image_bytes(stream))
-    return read_path_list(stream, null=null), None
+    head = read_head(stream)
+    if check(head, null):
+        return [], InputItem(Path("-"), Path("stdin"), data=read_image_bytes(stream, head))
+    return read_path_list(stream, null=null, head=head), None
 
 
 def expand(

@@ -39,6 +39,7 @@ OK, SKIPPED, FAILED, INTERRUPTED, PENDING = "ok", "skipped", "failed", "interrup
 FORMAT = 2
 CONVENTIONS = {"paths": "relative to the folder of this file", "sizes": "[height, width] in pixels"}
 SIZE_LIMIT = 256 << 20  # bytes: a larger manifest is not read (set aside when writing)
+MAX_RUNS = 100  # runs kept in the history (the latest); file records name the run that wrote them
 _RUN_KEYS = ("task", "model", "device", "dtype", "units", "settings", "interrupted", "counts", "profile")
 
 
@@ -86,8 +87,9 @@ def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interru
         number = max([r["run"] for r in runs if isinstance(r.get("run"), int)] + [len(runs)]) + 1
         files = merge(old, [_entry(r, number) for r in records], number)
         run = _run(number, info, records, interrupted, profile, note)
+        # the history is bounded: many single-file runs (xargs -P) must not grow the file per run
         doc = {"dpt_version": __version__, "format": FORMAT, "conventions": CONVENTIONS,
-               "runs": [*runs, run], "files": [_stored(e, folder) for e in files]}
+               "runs": [*runs, run][-MAX_RUNS:], "files": [_stored(e, folder) for e in files]}
         text = json.dumps(_finite(doc), indent=2, ensure_ascii=False, allow_nan=False)
         with atomic_open(path) as f:
             f.write((text + "\n").encode("utf-8"))
@@ -100,7 +102,9 @@ def recorded_outputs(path: Path, limit: int = SIZE_LIMIT) -> set[Path]:
         _, entries = read_manifest(path, limit)
     except (OSError, Unreadable):
         return set()
-    return {Path(o) for e in entries for o in e.outputs}
+    # outputs on disk: a failed or interrupted record's planned outputs were never written, and
+    # a photo put there later under that name is an input like any other
+    return {Path(o) for e in entries if e.status in (OK, SKIPPED) for o in e.outputs}
 
 
 def read_manifest(path: Path, limit: int = SIZE_LIMIT) -> tuple[list[dict], list[Entry]]:

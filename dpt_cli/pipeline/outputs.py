@@ -83,7 +83,8 @@ def plan(task: str, items: list[InputItem], dest: Destination, formats: list[str
         raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
     if dest.kind != FOLDER:
         if len(items) > 1:
-            raise UsageError(f"-o {shown(output)} names one file but there are {len(items)} inputs; give a directory")
+            named = "-" if dest.kind == STDOUT else shown(output)
+            raise UsageError(f"-o {named} names one file but there are {len(items)} inputs; give a directory")
         if dest.kind == STDOUT:
             outputs = {folder_formats(task, formats, bits, False, False)[0]: output}
         else:

@@ -296,7 +296,8 @@ class Runner:
                         self._write_depth(result, p.photo, now, record)
                         if later:
                             self._kept.keep(i, result.depth, p.photo if "side-by-side" in later else None)
-                            return  # pending until the run's range is known
+                            record.min = record.max = None  # the run's range, once known
+                            return  # pending until then
                 record.status = OK
         finally:
             self._give_back(p)
