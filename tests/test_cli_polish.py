@@ -300,3 +300,11 @@ def test_summary_without_work_has_no_speed(tiny, tmp_path):
 def test_float16_on_the_cpu_warns(tiny, tmp_path):
     result = run_cli("depth", photo(tmp_path / "a.png"), "-o", tmp_path / "d.png", "-m", tiny, "--dtype", "float16", "--device", "cpu")
     assert result.code == 0 and "float16 on the CPU runs about 20x slower" in result.err
+
+
+def test_a_model_for_the_other_task_is_refused_from_its_config(tiny, tmp_path):
+    config_only = tmp_path / "depth-config-only"  # no weights: the refusal must not need them
+    config_only.mkdir()
+    (config_only / "config.json").write_text(open(os.path.join(tiny, "config.json")).read())
+    result = run_cli("segment", photo(tmp_path / "a.png"), "-o", tmp_path / "l.png", "-m", config_only)
+    assert result.code == 2 and "is a depth model; use `dpt depth` for it" in result.err, result.err

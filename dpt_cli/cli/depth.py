@@ -9,7 +9,7 @@ import typer
 
 from . import options as o
 from .conflicts import Asked
-from .run import execute
+from .run import Request, execute
 
 FORMATS = ("png16", "png8", "npy", "pfm", "tiff", "exr", "ply", "color", "side-by-side")
 COLORMAPS = ("turbo", "inferno", "magma", "viridis", "Spectral_r", "gray")
@@ -72,14 +72,12 @@ def depth(
         value_range=value_range, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite,
         recursive=recursive, follow_symlinks=follow_symlinks, null=null, reads_stdin="-" in inputs, camera=camera is not None,
     )
-    execute(
-        asked, inputs, model, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect, quiet=quiet,
-        options_kwargs=dict(
-            colormap=colormap or "turbo", value_range=None if value_range == "auto" else o.parse_range(value_range),
-            auto_range=value_range == "auto", batch_size=batch_size, workers=workers, compile=compile_model,
-            profile=profile, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite, camera=camera,
-        ),
+    options = dict(
+        colormap=colormap or "turbo", value_range=None if value_range == "auto" else o.parse_range(value_range),
+        auto_range=value_range == "auto", batch_size=batch_size, workers=workers, compile=compile_model,
+        profile=profile, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite, camera=camera,
     )
+    execute(asked, inputs, Request(model, device, dtype, o.parse_size(size), not no_keep_aspect, quiet, options))
 
 
 def _camera(fov, fx, fy, cx, cy) -> Optional[dict]:

@@ -27,6 +27,18 @@ def load(folder: Path, dtype=None, device="cpu"):
         raise UsageError(str(exc)) from None
 
 
+def read_config(folder: Path):
+    """The folder's config.json, parsed and checked (a usage error when it cannot be used)."""
+    from ..config import DPTConfig
+
+    try:
+        return DPTConfig.from_json_file(folder / "config.json")
+    except UsageError:
+        raise
+    except DPTError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def import_torch() -> None:
     """Import torch and the modules built on it with Ctrl-C and SIGTERM held back until done.
 

@@ -90,7 +90,8 @@ class Reporter:
             rate = f" ({speed} images/s)" if ran else ""
             self._line(f"{parts} in {self.elapsed:.1f} s{rate}")
         if manifest is not None and summary.records:
-            self._line(f"outputs in {shown(manifest.parent)}{os.sep}, records in {shown(manifest)}")
+            folder = "the current folder" if manifest.parent == Path(".") else f"{shown(manifest.parent)}{os.sep}"
+            self._line(f"outputs in {folder}, records in {shown(manifest)}")
         failed = [r for r in summary.records if r.status == FAILED]
         for r in failed[:MAX_FAILURES_REPEATED]:
             self._line(f"failed: {shown(r.error)}")

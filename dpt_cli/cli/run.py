@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -29,18 +29,20 @@ COMMANDS = {DEPTH: "dpt depth", SEGMENTATION: "dpt segment"}
 MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
 
 
-def execute(
-    asked: Asked,
-    inputs: list[str],
-    model_spec: Optional[str],
-    *,
-    device: str,
-    dtype: str,
-    size: Optional[tuple[int, int]],
-    keep_aspect: bool,
-    options_kwargs: dict,
-    quiet: bool,
-) -> None:
+@dataclass(frozen=True)
+class Request:
+    """How to run (what to read and where to write are in `Asked`)."""
+
+    model: Optional[str]  # folder, hub id or alias; None: the task's default
+    device: str
+    dtype: str
+    size: Optional[tuple[int, int]]  # --size, (height, width)
+    keep_aspect: bool
+    quiet: bool
+    options: dict  # runner.Options fields; batch_size and workers None: this machine's defaults
+
+
+def execute(asked: Asked, inputs: list[str], request: Request) -> None:
     """Run one command end to end; raises typer.Exit with 0 (all ok), 1 (some failed) or 130."""
     formats = conflicts.check(asked)
     from .. import interrupts
@@ -49,7 +51,6 @@ def execute(
 
     if "exr" in formats:
         exr.require()
-
     if asked.destination.kind == dst.STDOUT:
         if getattr(sys.stdout, "buffer", None) is None:
             raise UsageError("-o -: stdout is closed or takes no binary data; give -o FILE")
@@ -57,30 +58,28 @@ def execute(
             raise UsageError("-o - writes binary data to stdout, which is a terminal: redirect it (> depth.png) or give -o FILE")
     if asked.reads_stdin and sys.stdin is None:
         raise UsageError("-: stdin is closed; give the inputs as arguments")
-    if asked.destination.default and not quiet:
+    if asked.destination.default and not request.quiet:
         print(f"dpt: writing to {dst.DEFAULT_FOLDER}{os.sep} (choose with -o)", file=sys.stderr)
     with _private_stdout_file(asked, formats) as asked:
-        code = _execute(asked, formats, inputs, model_spec, device, dtype, size, keep_aspect, options_kwargs, quiet)
+        code = _execute(asked, formats, inputs, request)
         if asked.destination.kind == dst.STDOUT and code == 0:
             interrupts.raise_if_received()
             _copy_to_stdout(asked.destination.path)
     raise typer.Exit(code)
 
 
-def _execute(asked: Asked, formats: list[str], inputs, model_spec, device, dtype, size, keep_aspect, options_kwargs, quiet) -> int:
+def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Request) -> int:
     from . import loading
 
     loading.import_torch()
     import torch
 
     from ..interrupts import raise_if_received
-    from ..pipeline import outputs, png, preprocess
+    from ..pipeline import png
     from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
-    from ..pipeline.inputs import expand
     from ..pipeline.lock import OutputLock
-    from ..pipeline.manifest import FAILED, RunInfo, recorded_outputs
+    from ..pipeline.manifest import FAILED, RunInfo
     from ..pipeline.runner import Options, Runner
-    from ..weights import hub
     from .report import Reporter
 
     raise_if_received()  # a Ctrl-C that an import swallowed still stops us
@@ -89,59 +88,82 @@ def _execute(asked: Asked, formats: list[str], inputs, model_spec, device, dtype
     except (ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     task, dest = asked.task, asked.destination
-    target = resolve_device(device)
-    precision = resolve_dtype(dtype, target)
-    options_kwargs = dict(options_kwargs)
-    options_kwargs["batch_size"] = options_kwargs.get("batch_size") or default_batch_size(target)
-    options_kwargs["workers"] = options_kwargs.get("workers") or default_workers()
-    # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
-    exclude = (*((dest.path,) if dest.kind == "folder" else ()), *recorded_outputs(dest.folder / outputs.MANIFEST))
-    items, problems = expand(inputs, asked.recursive, sys.stdin, exclude, asked.follow_symlinks, asked.null)
-    _refuse_missing(problems)
-    if not items and not problems:
-        raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
-    plan = outputs.plan(task, items, dest, asked.formats, asked.bits or 16, asked.side_by_side, asked.overlay)
-    nothing_to_do = _check_existing(plan, asked)
-
-    spec = model_spec or DEFAULT_MODELS[task]
+    target = resolve_device(request.device)
+    precision = resolve_dtype(request.dtype, target)
+    options = dict(request.options)
+    options["batch_size"] = options.get("batch_size") or default_batch_size(target)
+    options["workers"] = options.get("workers") or default_workers()
+    items, problems, plan, nothing_to_do = _plan(asked, inputs)
+    spec = request.model or DEFAULT_MODELS[task]
     folder = loading.resolve_folder(spec)
-    official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
-    try:
-        prep = preprocess.original(task) if official else preprocess.from_folder(folder, task)
-    except DPTError as exc:
-        raise UsageError(str(exc)) from None
-    prep = preprocess.with_options(prep, size, False if not keep_aspect else None)
+    prep = _preprocess(spec, folder, task, request)
 
-    reporter = Reporter(total=len(items) + len(problems), quiet=quiet, to_stdout=dest.kind == "stdout")
+    reporter = Reporter(total=len(items) + len(problems), quiet=request.quiet, to_stdout=dest.kind == "stdout")
     with OutputLock(dest.folder, shared=plan.single):
-        model = _load_checked(loading, folder, spec, task, precision, target) if items and not nothing_to_do else None
+        _check_task(loading.read_config(folder), spec, task)  # before the weights are read
+        model = loading.load(folder, dtype=precision, device=target) if items and not nothing_to_do else None
         info = RunInfo(
             task=task,
             model=spec,
             device=str(target),
             dtype=str(precision).removeprefix("torch."),
             units=_units(model.config) if model is not None else "",
-            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options_kwargs)},
+            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options)},
             command=["dpt", *sys.argv[1:]],
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-            if precision == torch.float16 and target.type == "cpu":
-                reporter.note("float16 on the CPU runs about 20x slower than float32 (no fast half-precision kernels there): "
-                              "--dtype float32 (the CPU default) or bfloat16 is faster")
-            if "ply" in formats and not model.config.is_metric:
-                reporter.note("this is a relative model: its point clouds are z = 1/(inverse relative depth), "
-                              "up to an unknown scale and shift, not metres")
-        runner = Runner(model, prep, target, precision, info, Options(**options_kwargs), reporter.note)
+            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu")
+        runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note)
         torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
-    reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest, _resume_hint(asked, options_kwargs))
+    reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest, _resume_hint(asked, options))
     if summary.profile:
         reporter.profile(summary.profile)
     if summary.interrupted:
         return 130
     return 1 if summary.count(FAILED) else 0
+
+
+def _plan(asked: Asked, inputs: list[str]):
+    """(items, problems, plan, nothing to do): the inputs and their outputs, every usage problem
+    about them raised now."""
+    from ..pipeline import outputs
+    from ..pipeline.inputs import expand
+    from ..pipeline.manifest import recorded_outputs
+
+    dest = asked.destination
+    # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
+    exclude = (*((dest.path,) if dest.kind == "folder" else ()), *recorded_outputs(dest.folder / outputs.MANIFEST))
+    items, problems = expand(inputs, asked.recursive, sys.stdin, exclude, asked.follow_symlinks, asked.null)
+    _refuse_missing(problems)
+    if not items and not problems:
+        raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
+    plan = outputs.plan(asked.task, items, dest, asked.formats, asked.bits or 16, asked.side_by_side, asked.overlay)
+    return items, problems, plan, _check_existing(plan, asked)
+
+
+def _preprocess(spec: str, folder: Path, task: str, request: Request):
+    """The official models get the original preprocessing; other folders their own config."""
+    from ..pipeline import preprocess
+    from ..weights import hub
+
+    official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
+    try:
+        prep = preprocess.original(task) if official else preprocess.from_folder(folder, task)
+    except DPTError as exc:
+        raise UsageError(str(exc)) from None
+    return preprocess.with_options(prep, request.size, False if not request.keep_aspect else None)
+
+
+def _warn(reporter, model, formats: list[str], half_on_cpu: bool) -> None:
+    if half_on_cpu:
+        reporter.note("float16 on the CPU runs about 20x slower than float32 (no fast half-precision kernels there): "
+                      "--dtype float32 (the CPU default) or bfloat16 is faster")
+    if "ply" in formats and not model.config.is_metric:
+        reporter.note("this is a relative model: its point clouds are z = 1/(inverse relative depth), "
+                      "up to an unknown scale and shift, not metres")
 
 
 def _refuse_missing(problems) -> None:
@@ -168,24 +190,23 @@ def _check_existing(plan, asked: Asked) -> bool:
     raise UsageError(f"all {len(plan.outputs)} inputs' outputs already exist (e.g. {shown(some)}); --overwrite replaces them, --skip-existing keeps them")
 
 
-def _resume_hint(asked: Asked, options_kwargs: dict) -> str | None:
+def _resume_hint(asked: Asked, options: dict) -> str | None:
     """How to finish an interrupted run, as the summary says it."""
     if asked.destination.kind == "stdout":
         return None
-    if options_kwargs.get("auto_range"):
+    if options.get("auto_range"):
         return "run the same command with --overwrite to write every file over one range again"
     instead = " in place of --overwrite" if asked.overwrite else ""
     return f"run the same command with --skip-existing{instead} to finish the rest"
 
 
-def _load_checked(loading, folder: Path, spec: str, task: str, precision, target):
-    model = loading.load(folder, dtype=precision, device=target)
-    if model.config.task != task:
+def _check_task(config, spec: str, task: str) -> None:
+    """The model must do what the command does (read from its config.json)."""
+    if config.task != task:
         other = DEPTH if task == SEGMENTATION else SEGMENTATION
-        raise UsageError(f"model {shown(spec)} is a {model.config.task} model; use `{COMMANDS[other]}` for it")
-    if task == SEGMENTATION and model.config.num_labels > MAX_LABEL_CLASSES:
-        raise UsageError(f"model {shown(spec)} has {model.config.num_labels} classes; label maps hold at most {MAX_LABEL_CLASSES} (16-bit PNG)")
-    return model
+        raise UsageError(f"model {shown(spec)} is a {config.task} model; use `{COMMANDS[other]}` for it")
+    if task == SEGMENTATION and config.num_labels > MAX_LABEL_CLASSES:
+        raise UsageError(f"model {shown(spec)} has {config.num_labels} classes; label maps hold at most {MAX_LABEL_CLASSES} (16-bit PNG)")
 
 
 @contextmanager

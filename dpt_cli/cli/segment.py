@@ -8,7 +8,7 @@ import typer
 
 from . import options as o
 from .conflicts import Asked
-from .run import execute
+from .run import Request, execute
 
 EXAMPLES = """\b
 Examples:
@@ -47,10 +47,8 @@ def segment(
         "segmentation", o.destination(output, "segmentation"), [], overlay=overlay, alpha=alpha, skip_existing=skip_existing,
         overwrite=overwrite, recursive=recursive, follow_symlinks=follow_symlinks, null=null, reads_stdin="-" in inputs,
     )
-    execute(
-        asked, inputs, model, device=device, dtype=dtype, size=o.parse_size(size), keep_aspect=not no_keep_aspect, quiet=quiet,
-        options_kwargs=dict(
-            alpha=0.5 if alpha is None else alpha, batch_size=batch_size, workers=workers, compile=compile_model, profile=profile,
-            skip_existing=skip_existing, overwrite=overwrite,
-        ),
+    options = dict(
+        alpha=0.5 if alpha is None else alpha, batch_size=batch_size, workers=workers, compile=compile_model, profile=profile,
+        skip_existing=skip_existing, overwrite=overwrite,
     )
+    execute(asked, inputs, Request(model, device, dtype, o.parse_size(size), not no_keep_aspect, quiet, options))
