@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_encode.py
 	$(BIN)/python bench/bench_precision.py
+	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_pipeline.py --host-only
 	$(BIN)/python bench/bench_pipeline.py
 

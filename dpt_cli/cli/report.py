@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,9 +20,10 @@ MAX_FAILURES_REPEATED = 5
 
 
 class Reporter:
-    def __init__(self, total: int, quiet: bool, to_stdout: bool = False) -> None:
-        """`to_stdout`: the one output goes to stdout (-o -), not to the file it passes through."""
-        self.total, self.quiet, self.to_stdout = total, quiet, to_stdout
+    def __init__(self, total: int, quiet: bool, to_stdout: bool = False, counter: Callable[[], int] | None = None) -> None:
+        """`to_stdout`: the one output goes to stdout (-o -), not to the file it passes through;
+        `counter`: counts one file done and returns how many the whole job has done (torchrun)."""
+        self.total, self.quiet, self.to_stdout, self.counter = total, quiet, to_stdout, counter
         self.console = Console(stderr=True, highlight=False)
         self.live = sys.stderr.isatty() and not quiet
         self.start = time.perf_counter()
@@ -47,7 +49,7 @@ class Reporter:
             self.progress.stop()
 
     def file_done(self, record: FileRecord) -> None:
-        self.done += 1
+        self.done = self.counter() if self.counter else self.done + 1
         if record.status == FAILED:
             self._line(f"dpt: {shown(record.error)}")
         elif record.note and not self.quiet:

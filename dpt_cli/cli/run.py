@@ -88,18 +88,26 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
     except (ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     task, dest = asked.task, asked.destination
-    target = resolve_device(request.device)
+    cluster = _join(asked, request)
+    target = resolve_device(request.device, cluster.local_rank if cluster else None)
     precision = resolve_dtype(request.dtype, target)
     options = dict(request.options)
     options["batch_size"] = options.get("batch_size") or default_batch_size(target)
     options["workers"] = options.get("workers") or default_workers()
     items, problems, plan, nothing_to_do = _plan(asked, inputs)
     spec = request.model or DEFAULT_MODELS[task]
+    if cluster and cluster.rank > 0:
+        cluster.meet("resolved")  # rank 0 resolves (downloads) a hub id once, the others after it
     folder = loading.resolve_folder(spec)
+    if cluster and cluster.rank == 0:
+        cluster.meet("resolved")
     prep = _preprocess(spec, folder, task, request)
 
-    reporter = Reporter(total=len(items) + len(problems), quiet=request.quiet, to_stdout=dest.kind == "stdout")
-    with OutputLock(dest.folder, shared=plan.single):
+    quiet = request.quiet or bool(cluster and cluster.rank > 0)  # one display: rank 0's
+    counter = (lambda: cluster.count("reported", 1)) if cluster else None
+    reporter = Reporter(total=len(items) + len(problems), quiet=quiet, to_stdout=dest.kind == "stdout", counter=counter)
+    # the ranks of one job share the folder; other jobs are kept out as before
+    with OutputLock(dest.folder, shared=plan.single or cluster is not None):
         _check_task(loading.read_config(folder), spec, task)  # before the weights are read
         model = loading.load(folder, dtype=precision, device=target) if items and not nothing_to_do else None
         info = RunInfo(
@@ -108,22 +116,57 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
             device=str(target),
             dtype=str(precision).removeprefix("torch."),
             units=_units(model.config) if model is not None else "",
-            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options)},
+            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options),
+                      **({"rank": cluster.rank, "world_size": cluster.world} if cluster else {})},
             command=["dpt", *sys.argv[1:]],
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
             _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu")
-        runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note)
+        runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note, cluster)
         torch.set_grad_enabled(False)
         with reporter:
             summary = runner.run(items, plan, problems, reporter.file_done)
     reporter.summary(summary, None if dest.kind == "stdout" else plan.manifest, _resume_hint(asked, options))
     if summary.profile:
         reporter.profile(summary.profile)
-    if summary.interrupted:
-        return 130
-    return 1 if summary.count(FAILED) else 0
+    code = 130 if summary.interrupted else 1 if summary.count(FAILED) else 0
+    return code if cluster is None else _agree(cluster, summary, code, reporter)
+
+
+def _join(asked: Asked, request: Request):
+    """This rank's Cluster when launched by torchrun (else None); what a job cannot do refused."""
+    import torch
+
+    from ..pipeline import distributed
+
+    if not distributed.launched():
+        return None
+    if asked.destination.kind == "stdout":
+        raise UsageError("-o - under torchrun: many processes cannot share stdout; give -o DIR")
+    if asked.value_range == "auto":
+        raise UsageError("--range auto needs one process to see every photo: run it without torchrun, or give --range MIN:MAX")
+    wants = request.device.strip().lower()
+    return distributed.join(cuda=torch.cuda.is_available() and (wants == "auto" or wants.startswith("cuda")))
+
+
+def _agree(cluster, summary, code: int, reporter) -> int:
+    """Meet the other ranks and exit as the job does; rank 0 says what the whole job did."""
+    from ..pipeline.manifest import FAILED, OK, SKIPPED
+
+    for name, status in (("ok", OK), ("skipped", SKIPPED), ("failed", FAILED)):
+        cluster.count(name, summary.count(status))
+    code = cluster.agree(code)
+    if cluster.rank == 0:
+        done, elapsed = cluster.count("ok"), reporter.elapsed
+        reporter.header(
+            f"job of {cluster.world} ranks: done {done}, skipped {cluster.count('skipped')}, failed {cluster.count('failed')} "
+            f"in {elapsed:.1f} s ({done / elapsed:.2f} images/s), exit {code}"
+        )
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+    return code
 
 
 def _plan(asked: Asked, inputs: list[str]):

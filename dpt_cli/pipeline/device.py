@@ -11,9 +11,12 @@ from ..errors import UsageError
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(spec: str) -> torch.device:
-    """auto: cuda, then mps, then cpu. A requested device that is not there is a usage error."""
+def resolve_device(spec: str, local_rank: int | None = None) -> torch.device:
+    """auto: cuda, then mps, then cpu. A requested device that is not there is a usage error.
+    Under torchrun (`local_rank` given), auto and cuda mean this rank's GPU, cuda:LOCAL_RANK."""
     spec = spec.strip().lower()
+    if local_rank is not None and spec in ("auto", "cuda") and torch.cuda.is_available():
+        spec = f"cuda:{local_rank}"
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -56,6 +56,7 @@ class FileRecord:
     classes: list[dict] | None = None  # segmentation: [{"id", "name", "fraction"}], largest first
     frames: int | None = None  # animated or multi-page input: how many frames (the first was used)
     note: str | None = None  # why a file was skipped (not a regular file, a link not followed, ...)
+    rank: int | None = None  # under torchrun: the rank that did this file
 
 
 @dataclass

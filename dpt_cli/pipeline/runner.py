@@ -33,6 +33,7 @@ from ..interrupts import interrupt_once
 from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
+from .distributed import Cluster
 from .autorange import DEFERRED, KeptMaps
 from .encoding import DepthMap, write_depth, write_segmentation
 from .engine import Engine, Job, Result, Settings, use_device
@@ -83,12 +84,12 @@ class _Prepared:
 class Runner:
     def __init__(
         self, model: DPT | None, preprocess: Preprocess, device: torch.device, dtype: torch.dtype, info: RunInfo, options: Options,
-        notice: Callable[[str], None] = lambda text: None,
+        notice: Callable[[str], None] = lambda text: None, cluster: Cluster | None = None,
     ) -> None:
         """`model` may be None when there is nothing to infer (every input failed to expand);
         `notice` shows a line about the run itself (compiling, a smaller batch after out-of-memory)."""
         self.model, self.preprocess, self.device, self.dtype = model, preprocess, device, dtype
-        self.info, self.options, self._notice = info, options, notice
+        self.info, self.options, self._notice, self._cluster = info, options, notice, cluster
         self._profile = Profile(options.profile)
         self.task = info.task
 
@@ -105,18 +106,25 @@ class Runner:
             try:
                 if interrupts.stop.is_set():
                     raise KeyboardInterrupt  # a signal before the run began (swallowed by an import)
-                for r in records[:base]:
-                    report(r)
+                if self._leads:
+                    for r in records[:base]:
+                        report(r)
                 self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
                 deferring = self.options.auto_range and any(set(t) & DEFERRED for t in self._targets)
                 self._kept = KeptMaps(plan.manifest.parent) if deferring else None
-                self._process([i for i, targets in enumerate(self._targets) if targets])
+                todo = [i for i, targets in enumerate(self._targets) if targets]
+                if self._cluster is not None:  # no rank writes before every rank has planned
+                    self._cluster.meet("planned")
+                self._process(todo)
             except (KeyboardInterrupt, Stopped):
                 summary.interrupted = True
             finally:
                 if getattr(self, "_kept", None) is not None:
                     self._kept.close()
                 summary.interrupted |= interrupts.count > 0
+                if self._cluster is not None:
+                    shared = {base + i for i, t in enumerate(getattr(self, "_targets", ())) if t}
+                    records[:] = self._cluster.mine(records, shared)
                 for r in records:
                     if r.status == PENDING:
                         r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
@@ -155,7 +163,7 @@ class Runner:
         reading: deque[tuple[int, Future]] = deque()
         writing: deque[tuple[int, Future]] = deque()  # (input index, its write)
         buckets: dict[tuple[int, int], list[_Prepared]] = {}
-        queue = iter(todo)
+        queue = iter(todo) if self._cluster is None else self._cluster.claimed(todo, self._records)
         try:
             while True:
                 for i in queue:
@@ -325,9 +333,17 @@ class Runner:
 
     def _targets_of(self, outs: dict[str, Path], record: FileRecord) -> dict[str, Path]:
         chosen = targets(outs, record, self.options.overwrite, self.options.skip_existing)
-        if record.status != PENDING:
+        if record.status != PENDING and self._leads:
             self._report(record)
         return chosen
+
+    @property
+    def _leads(self) -> bool:
+        """This process reports and records what no rank claims (inputs that failed to expand,
+        outputs that exist): the only process, or rank 0."""
+        return self._cluster is None or self._cluster.rank == 0
+
+
 
     def _outcome(self, i: int):
         return outcome(self._records[i], self._items[i].path)
