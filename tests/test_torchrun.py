@@ -120,16 +120,16 @@ def test_a_killed_rank_loses_nothing_and_skip_existing_finishes(tiny, tmp_path):
 def test_a_slow_rank_takes_less_work(tiny, tmp_path):
     src = photos(tmp_path / "in", 80)
     start = time.monotonic()
-    proc = torchrun(tmp_path, "depth", src, "-o", tmp_path / "out", "-m", tiny, "-f", "npy", "--workers", "1", slow="1:1.0")
+    proc = torchrun(tmp_path, "depth", src, "-o", tmp_path / "out", "-m", tiny, "-f", "npy", "--workers", "1", slow="1:2.0")
     log, _ = proc.communicate(timeout=300)
     wall = time.monotonic() - start
     assert proc.returncode == 0, log
     by_rank = Counter(f["rank"] for f in records(tmp_path / "out"))
     assert by_rank[0] + by_rank[1] == 80
-    # rank 1 writes 2 photos a second (2 writer threads, 1 s each); a static half/half split
-    # would take it 20 s for its 40; the hand-out leaves it the photos in its pipeline and a few
+    # rank 1 writes one photo a second (2 writer threads, 2 s each): a static half/half split
+    # would keep it busy 40 s; the hand-out leaves it the photos in its pipeline and a few more
     assert by_rank[0] >= 2 * by_rank[1], by_rank
-    assert wall < 10 + 40 / 2, (wall, by_rank)
+    assert wall < 40, (wall, by_rank)
 
 
 @pytest.mark.parametrize("extra, message", [
