@@ -190,3 +190,26 @@ def test_reruns_through_the_cli_keep_every_record(saved_models, tmp_path):
         else:
             assert new["run"] == 1 and new["last_attempt"] == {"run": 3, "status": "skipped"}
     assert sorted(os.listdir(out)) == sorted([f"p{i}.png" for i in range(11)] + ["extra.png", "dpt-run.json"])
+
+
+def test_a_folder_that_cannot_be_flocked_uses_a_lock_file(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+    import stat as stat_module
+
+    from dpt_cli.pipeline import manifest
+
+    real, locked = fcntl.flock, []
+
+    def nfs_like(fd, op):  # NFS: flock becomes a POSIX lock, refused on a read-only folder handle
+        if stat_module.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        locked.append(fd)
+        return real(fd, op)
+
+    monkeypatch.setattr(manifest.fcntl, "flock", nfs_like)
+    info = manifest.RunInfo("depth", "m", "cpu", "float32", "u", {})
+    record = manifest.FileRecord(input=str(tmp_path / "a.jpg"), outputs=[str(tmp_path / "a.png")], status="ok")
+    manifest.write_manifest(tmp_path / "dpt-run.json", info, [record], False)
+    assert locked and (tmp_path / manifest.LOCK_FILE).exists()
+    assert len(json.loads((tmp_path / "dpt-run.json").read_text())["files"]) == 1

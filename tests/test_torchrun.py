@@ -106,8 +106,11 @@ def test_a_killed_rank_loses_nothing_and_skip_existing_finishes(tiny, tmp_path):
     victims = _ranks(proc.pid)
     assert len(victims) == 2, victims
     os.kill(max(victims), signal.SIGKILL)
+    killed = time.monotonic()
     log, _ = proc.communicate(timeout=120)  # the job ends: no hang
     assert proc.returncode != 0
+    # the survivor left when torchrun asked (SIGTERM), not when torchrun gave up on it (SIGKILL)
+    assert "forcefully exiting" not in log and time.monotonic() - killed < 25, log
     finished = sorted(out.glob("*.npy"))
     assert 0 < len(finished) < 40, log
     for path in finished:  # nothing truncated under a final name
@@ -135,6 +138,7 @@ def test_a_slow_rank_takes_less_work(tiny, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["-o", "-"], "many processes cannot share stdout"),
     (["-o", "{out}", "--range", "auto"], "--range auto needs one process to see every photo"),
+    (["-o", "{out}", "--device", "cuda:1"], "each rank uses cuda:LOCAL_RANK"),
 ])
 def test_what_a_job_cannot_do_is_refused(tmp_path, monkeypatch, extra, message):
     monkeypatch.setenv("RANK", "0")
@@ -142,3 +146,26 @@ def test_what_a_job_cannot_do_is_refused(tmp_path, monkeypatch, extra, message):
     src = photos(tmp_path / "in", 1) / "p00.png"
     result = run_cli("depth", src, *[a.format(out=tmp_path / "out") for a in extra], "-m", "/nonexistent")
     assert result.code == 2 and message in result.err, result.err
+
+
+def test_a_path_list_on_stdin_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = run_cli("depth", "-", "-o", tmp_path / "out", "-m", "/nonexistent", stdin="a.png\n")
+    assert result.code == 2 and "every rank would read its own part of stdin" in result.err, result.err
+
+
+def test_an_interrupted_job_records_every_input(tiny, tmp_path):
+    src = photos(tmp_path / "in", 40)
+    out = tmp_path / "out"
+    proc = torchrun(tmp_path, "depth", src, "-o", out, "-m", tiny, "-f", "npy", slow="0:0.3", start_new_session=True)
+    deadline = time.time() + 120
+    while len(list(out.glob("*.npy"))) < 4 and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    files = records(out)
+    assert len(files) == 40 and len({f["input"] for f in files}) == 40, (len(files), log)
+    statuses = Counter(f["status"] for f in files)
+    assert statuses["ok"] == len(list(out.glob("*.npy"))) and statuses["interrupted"] == 40 - statuses["ok"], statuses

@@ -20,10 +20,13 @@ MAX_FAILURES_REPEATED = 5
 
 
 class Reporter:
-    def __init__(self, total: int, quiet: bool, to_stdout: bool = False, counter: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, total: int, quiet: bool, to_stdout: bool = False, counter: Callable[[], int] | None = None, label: str = ""
+    ) -> None:
         """`to_stdout`: the one output goes to stdout (-o -), not to the file it passes through;
-        `counter`: counts one file done and returns how many the whole job has done (torchrun)."""
-        self.total, self.quiet, self.to_stdout, self.counter = total, quiet, to_stdout, counter
+        `counter`: counts one file done and returns how many the whole job has done (torchrun);
+        `label`: put before this process's summary (`rank 0: `)."""
+        self.total, self.quiet, self.to_stdout, self.counter, self.label = total, quiet, to_stdout, counter, label
         self.console = Console(stderr=True, highlight=False)
         self.live = sys.stderr.isatty() and not quiet
         self.start = time.perf_counter()
@@ -60,7 +63,7 @@ class Reporter:
             self._line(f"[{self.done}/{self.total}] {shown(record.input)} {what}")
         if self.progress is not None:
             rate = self.done / max(1e-9, time.perf_counter() - self.start)
-            self.progress.update(self.task, advance=1, description=shown(record.input)[-40:], rate=f"{rate:.2f} img/s")
+            self.progress.update(self.task, completed=self.done, description=shown(record.input)[-40:], rate=f"{rate:.2f} img/s")
 
     def note(self, text: str) -> None:
         """A line about the run itself (compiling, a smaller batch), shown unless --quiet."""
@@ -90,7 +93,7 @@ class Reporter:
         else:
             parts = ", ".join(f"{k} {v}" for k, v in counts.items())
             rate = f" ({speed} images/s)" if ran else ""
-            self._line(f"{parts} in {self.elapsed:.1f} s{rate}")
+            self._line(f"{self.label}{parts} in {self.elapsed:.1f} s{rate}")
         if manifest is not None and summary.records:
             folder = "the current folder" if manifest.parent == Path(".") else f"{shown(manifest.parent)}{os.sep}"
             self._line(f"outputs in {folder}, records in {shown(manifest)}")

@@ -7,8 +7,10 @@ a usage problem costs neither seconds nor gigabytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -72,23 +74,35 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
     from . import loading
 
     loading.import_torch()
-    import torch
 
     from ..interrupts import raise_if_received
     from ..pipeline import png
-    from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
-    from ..pipeline.lock import OutputLock
-    from ..pipeline.manifest import FAILED, RunInfo
-    from ..pipeline.runner import Options, Runner
-    from .report import Reporter
 
     raise_if_received()  # a Ctrl-C that an import swallowed still stops us
     try:
         png.backend()  # DPT_PNG_ENCODER is checked once, not per file
     except (ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
-    task, dest = asked.task, asked.destination
     cluster = _join(asked, request)
+    try:
+        return _run(asked, formats, inputs, request, cluster)
+    except BaseException:
+        if cluster is not None:  # the other ranks must not wait for this one
+            cluster.abort()
+        raise
+
+
+def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, cluster) -> int:
+    import torch
+
+    from . import loading
+    from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
+    from ..pipeline.lock import OutputLock
+    from ..pipeline.manifest import FAILED, RunInfo
+    from ..pipeline.runner import Options, Runner
+    from .report import Reporter
+
+    task, dest = asked.task, asked.destination
     target = resolve_device(request.device, cluster.local_rank if cluster else None)
     precision = resolve_dtype(request.dtype, target)
     options = dict(request.options)
@@ -105,9 +119,11 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
 
     quiet = request.quiet or bool(cluster and cluster.rank > 0)  # one display: rank 0's
     counter = (lambda: cluster.count("reported", 1)) if cluster else None
-    reporter = Reporter(total=len(items) + len(problems), quiet=quiet, to_stdout=dest.kind == "stdout", counter=counter)
-    # the ranks of one job share the folder; other jobs are kept out as before
-    with OutputLock(dest.folder, shared=plan.single or cluster is not None):
+    label = f"rank {cluster.rank}: " if cluster else ""
+    reporter = Reporter(len(items) + len(problems), quiet, dest.kind == "stdout", counter, label)
+    # a job's rank 0 locks the folder for the whole job (the others write only after it has)
+    lock = OutputLock(dest.folder, shared=plan.single) if not cluster or cluster.rank == 0 else contextlib.nullcontext()
+    with lock:
         _check_task(loading.read_config(folder), spec, task)  # before the weights are read
         model = loading.load(folder, dtype=precision, device=target) if items and not nothing_to_do else None
         info = RunInfo(
@@ -146,14 +162,23 @@ def _join(asked: Asked, request: Request):
         raise UsageError("-o - under torchrun: many processes cannot share stdout; give -o DIR")
     if asked.value_range == "auto":
         raise UsageError("--range auto needs one process to see every photo: run it without torchrun, or give --range MIN:MAX")
+    if asked.reads_stdin:
+        raise UsageError("- under torchrun: every rank would read its own part of stdin; give folders, files or patterns")
     wants = request.device.strip().lower()
+    if wants.startswith("cuda:"):
+        raise UsageError(f"--device {wants} under torchrun: each rank uses cuda:LOCAL_RANK; give --device auto or cuda")
     return distributed.join(cuda=torch.cuda.is_available() and (wants == "auto" or wants.startswith("cuda")))
 
 
 def _agree(cluster, summary, code: int, reporter) -> int:
-    """Meet the other ranks and exit as the job does; rank 0 says what the whole job did."""
+    """Meet the other ranks and exit as the job does; rank 0 says what the whole job did. An
+    interrupted rank leaves at once (torchrun's SIGTERM means go), telling the others."""
+    from ..pipeline import distributed
     from ..pipeline.manifest import FAILED, OK, SKIPPED
 
+    if code == 130:
+        cluster.abort()
+        return code
     for name, status in (("ok", OK), ("skipped", SKIPPED), ("failed", FAILED)):
         cluster.count(name, summary.count(status))
     code = cluster.agree(code)
@@ -163,9 +188,10 @@ def _agree(cluster, summary, code: int, reporter) -> int:
             f"job of {cluster.world} ranks: done {done}, skipped {cluster.count('skipped')}, failed {cluster.count('failed')} "
             f"in {elapsed:.1f} s ({done / elapsed:.2f} images/s), exit {code}"
         )
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
+    cluster.meet("exit")  # after rank 0's last word: no rank exits (and gets the others stopped) before
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # the status is agreed: a late stop must not change it
+    distributed.leave()
     return code
 
 

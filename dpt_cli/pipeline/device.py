@@ -68,9 +68,11 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def default_workers() -> int:
-    """One reader (and one writer) thread per usable CPU core, at most 32."""
+    """One reader (and one writer) thread per usable CPU core, at most 32; under torchrun the
+    cores are shared by the ranks on this machine (LOCAL_WORLD_SIZE)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(32, cores))
+    ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(32, cores // ranks_here))

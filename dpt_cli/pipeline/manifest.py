@@ -39,6 +39,7 @@ OK, SKIPPED, FAILED, INTERRUPTED, PENDING = "ok", "skipped", "failed", "interrup
 FORMAT = 2
 CONVENTIONS = {"paths": "relative to the folder of this file", "sizes": "[height, width] in pixels"}
 SIZE_LIMIT = 256 << 20  # bytes: a larger manifest is not read (set aside when writing)
+LOCK_FILE = ".dpt-run.json.lock"  # only where a folder cannot be flocked (NFS)
 MAX_RUNS = 100  # runs kept in the history (the latest); file records name the run that wrote them
 _RUN_KEYS = ("task", "model", "device", "dtype", "units", "settings", "interrupted", "counts", "profile")
 
@@ -222,21 +223,23 @@ def _set_aside(path: Path, why: Exception) -> str:
 
 @contextmanager
 def _exclusive(folder: Path) -> Iterator[None]:
-    """One manifest writer at a time: a flock on the folder itself (parallel `-o FILE` runs share
-    the folder's run lock, so it cannot serve); where flock is missing, writes are still atomic."""
+    """One manifest writer at a time: a flock on the folder itself (parallel `-o FILE` runs and the
+    ranks of a torchrun job share the folder's run lock, so it cannot serve). NFS emulates flock
+    with POSIX locks, which need a file open for writing: there a hidden lock file is used. Where
+    no lock can be had at all, writes are still atomic."""
+    fds = []
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
+        for path, flags in ((folder, os.O_RDONLY | os.O_DIRECTORY), (folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)):
+            try:
+                fds.append(os.open(path, flags | os.O_CLOEXEC, 0o666))
+                fcntl.flock(fds[-1], fcntl.LOCK_EX)
+                break
+            except OSError:
+                continue
         yield
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def _finite(value):

@@ -112,7 +112,7 @@ class Runner:
                 self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
                 deferring = self.options.auto_range and any(set(t) & DEFERRED for t in self._targets)
                 self._kept = KeptMaps(plan.manifest.parent) if deferring else None
-                todo = [i for i, targets in enumerate(self._targets) if targets]
+                todo = self._todo = [i for i, targets in enumerate(self._targets) if targets]
                 if self._cluster is not None:  # no rank writes before every rank has planned
                     self._cluster.meet("planned")
                 self._process(todo)
@@ -123,8 +123,9 @@ class Runner:
                     self._kept.close()
                 summary.interrupted |= interrupts.count > 0
                 if self._cluster is not None:
-                    shared = {base + i for i, t in enumerate(getattr(self, "_targets", ())) if t}
-                    records[:] = self._cluster.mine(records, shared)
+                    if summary.interrupted and hasattr(self, "_todo"):  # no input left unrecorded
+                        self._cluster.take_the_rest(self._todo, self._records)
+                    records[:] = self._cluster.mine(records, {base + i for i in getattr(self, "_todo", ())})
                 for r in records:
                     if r.status == PENDING:
                         r.status, r.error = INTERRUPTED, "run interrupted before this file was written"
@@ -342,8 +343,6 @@ class Runner:
         """This process reports and records what no rank claims (inputs that failed to expand,
         outputs that exist): the only process, or rank 0."""
         return self._cluster is None or self._cluster.rank == 0
-
-
 
     def _outcome(self, i: int):
         return outcome(self._records[i], self._items[i].path)
