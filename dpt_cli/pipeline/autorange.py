@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processes import process_alive
+
 PREFIX = ".dpt-range-"  # then the owner's pid
 DEFERRED = frozenset({"png16", "png8", "color", "side-by-side"})  # the formats a range normalises
 
@@ -78,15 +80,6 @@ def _remove_stale(folder: Path) -> None:
     for entry in os.scandir(folder):
         if entry.name.startswith(PREFIX) and entry.is_dir(follow_symlinks=False):
             pid = entry.name[len(PREFIX):].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True

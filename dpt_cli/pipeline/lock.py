@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
+from ..processes import process_alive
 from ..text import shown
 
 LOCK_NAME = "dpt-run.lock"
@@ -101,7 +102,7 @@ class OutputLock:
             pid = int(json.loads(os.pread(fd, 4096, 0) or b"{}").get("pid", 0))
         except (ValueError, AttributeError):
             pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and process_alive(pid):
             holder = _read(fd)
             os.close(fd)
             raise UsageError(f"{shown(self.folder)}: {holder}; wait for it, or choose another -o")
@@ -127,16 +128,6 @@ def _read(fd: int) -> str:
         return f"another dpt run is writing here (pid {info['pid']}, started {info['started']}: {' '.join(info['command'])})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another dpt run is writing here (pid unknown)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _why(exc: OSError) -> str:

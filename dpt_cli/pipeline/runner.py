@@ -33,8 +33,8 @@ from ..interrupts import interrupt_once
 from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
-from .distributed import Cluster
 from .autorange import DEFERRED, KeptMaps
+from .distributed import Cluster
 from .encoding import DepthMap, write_depth, write_segmentation
 from .engine import Engine, Job, Result, Settings, use_device
 from .images import decode_image, to_uint8
@@ -101,6 +101,9 @@ class Runner:
         base = len(records)
         records += [FileRecord(input=str(item.path), outputs=[os.path.abspath(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
         self._items, self._records, self._report = items, records[base:], report
+        self._targets: list[dict[str, Path]] = []
+        self._todo: list[int] = []  # the inputs with outputs to write
+        self._kept: KeptMaps | None = None  # --range auto: the raw maps waiting for the run's range
         with interrupt_once() as interrupts:
             self._stop = interrupts.stop
             try:
@@ -112,20 +115,20 @@ class Runner:
                 self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
                 deferring = self.options.auto_range and any(set(t) & DEFERRED for t in self._targets)
                 self._kept = KeptMaps(plan.manifest.parent) if deferring else None
-                todo = self._todo = [i for i, targets in enumerate(self._targets) if targets]
+                self._todo = [i for i, targets in enumerate(self._targets) if targets]
                 if self._cluster is not None:  # no rank writes before every rank has planned
                     self._cluster.meet("planned")
-                self._process(todo)
+                self._process(self._todo)
             except (KeyboardInterrupt, Stopped):
                 summary.interrupted = True
             finally:
-                if getattr(self, "_kept", None) is not None:
+                if self._kept is not None:
                     self._kept.close()
                 summary.interrupted |= interrupts.count > 0
                 if self._cluster is not None:
-                    if summary.interrupted and hasattr(self, "_todo"):  # no input left unrecorded
+                    if summary.interrupted:  # no input left unrecorded
                         self._cluster.take_the_rest(self._todo, self._records)
-                    records[:] = self._cluster.mine(records, {base + i for i in getattr(self, "_todo", ())})
+                    records[:] = self._cluster.mine(records, {base + i for i in self._todo})
                 for r in records:
                     if r.status == PENDING:
                         r.status, r.error = INTERRUPTED, "run interrupted before this file was written"

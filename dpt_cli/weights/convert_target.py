@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DPTError, UsageError
+from ..processes import process_alive
 from ..interrupts import deferred
 from ..text import shown
 
@@ -144,17 +145,6 @@ def _reason(exc: BaseException) -> str:
 
 def _sibling(target: Path, kind: str, pid: int | None = None) -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid() if pid is None else pid}"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process `pid` exists (one of another user's included)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any PID
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale(target: Path) -> list[Path]:
