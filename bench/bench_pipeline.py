@@ -141,8 +141,9 @@ def run_ours(inputs: list[Path], out: Path, folder: Path, extra: list[str], env:
         doc = json.loads((out / "dpt-run.json").read_text())
     except (OSError, ValueError):
         return run
-    profile = doc.get("profile") or {}
-    run.images, run.note = doc.get("counts", {}).get("ok", 0), doc.get("device", "?")
+    latest = (doc.get("runs") or [doc])[-1]  # the manifest keeps every run into the folder: this one is the last
+    profile = latest.get("profile") or {}
+    run.images, run.note = latest.get("counts", {}).get("ok", 0), latest.get("device", "?")
     # CPU time of the thread in each stage where recorded: elapsed time would count waits for a shared core
     run.inrun, run.stages = profile.get("wall_seconds"), profile.get("cpu_seconds") or profile.get("seconds") or {}
     return run
