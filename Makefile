@@ -32,6 +32,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/bench_forward.py
+	$(BIN)/python bench/bench_families.py
 	$(BIN)/python bench/bench_convert.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_encode.py

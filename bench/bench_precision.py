@@ -113,9 +113,9 @@ def run(models, x: torch.Tensor, precisions: tuple[str, ...], stage=lambda name:
             yield models[dt], dt
 
     with enter("backbone") as (m, dt):
-        cnn, blocks, grid = m.backbone.forward_intermediates(x.to(dt), m.block_indices)
+        features, grid = m.backbone.forward_intermediates(x.to(dt), m.taps)
     with enter("neck") as (m, dt):
-        fused = m.neck([f.to(dt) for f in cnn + blocks], grid)[m.config.head_in_index]
+        fused = m.neck([f.to(dt) for f in features], grid)[m.config.head_in_index]
     with enter("head") as (m, dt):  # DepthHead.forward up to its last conv (DPT-Large has no projection)
         assert m.head.projection is None
         z = F.interpolate(m.head.conv1(fused.to(dt)), scale_factor=2, mode="bilinear", align_corners=True)

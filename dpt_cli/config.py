@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import DPTError
+
+if TYPE_CHECKING:
+    from .backbone_configs import BeitConfig, Swinv2Config
 
 DEPTH = "depth"
 SEGMENTATION = "segmentation"
@@ -42,6 +45,7 @@ CONFIG_LIMITS: dict[str, int] = {
     "backbone_config.hidden_sizes": 16384,
     "backbone_config.embedding_size": 4096,
     "backbone_config.num_groups": 4096,
+    "backbone_config.window_size": 256,  # Swin-V2 attention windows (the largest release: 24)
     "id2label": 65536,  # classes: ids are pixel values of the 16-bit label PNG `dpt segment` writes
 }
 MAX_CONFIG_BYTES = 16 * 2**20  # ADE20K's 150-class config is ~10 kB; 65536 labels take ~2 MB
@@ -103,13 +107,25 @@ class DPTConfig:
     use_auxiliary_head: bool = True
     id2label: Mapping[int, str] = field(default_factory=dict)
     is_hybrid: bool = False
-    backbone_config: BitConfig | None = None
+    backbone_config: "BitConfig | BeitConfig | Swinv2Config | None" = None
     backbone_featmap_shape: tuple[int, ...] | None = None
     neck_ignore_stages: tuple[int, ...] = ()
     depth_scale: float | None = None
     depth_shift: float | None = None
     invert_depth: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def family(self) -> str:
+        """The backbone family: "vit", "hybrid" (BiT + ViT), "beit" or "swinv2"."""
+        if self.is_hybrid:
+            return "hybrid"
+        return getattr(self.backbone_config, "model_type", "vit")
+
+    @property
+    def token_width(self) -> int:
+        """Width of the tokens the neck reassembles (the transformer's hidden size)."""
+        return self.backbone_config.hidden_size if self.family == "beit" else self.hidden_size
 
     @property
     def num_labels(self) -> int:
@@ -200,7 +216,11 @@ def _dump_dpt(c: DPTConfig) -> dict[str, Any]:
     if c.id2label:
         out["id2label"] = {str(k): v for k, v in sorted(c.id2label.items())}
         out["label2id"] = {v: k for k, v in sorted(c.id2label.items())}
-    if c.backbone_config is not None:
+    if c.backbone_config is not None and not c.is_hybrid:
+        from .backbone_configs import dump
+
+        out["backbone_config"] = dump(c.backbone_config)
+    elif c.backbone_config is not None:
         b = c.backbone_config
         out["backbone_config"] = {
             **b.extra,

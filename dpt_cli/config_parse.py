@@ -194,18 +194,25 @@ def _task_from(raw: Mapping[str, Any]) -> str | None:
     return None  # decided by the weights' keys (see dpt_cli.weights)
 
 
-def _check_kind(raw: Mapping[str, Any]) -> None:
-    """Only DPT with a ViT or ViT-hybrid (BiT) backbone, and every required field present."""
+def _check_kind(raw: Mapping[str, Any]) -> str | None:
+    """The backbone_config's model_type when it is a BEiT or Swin-V2 (None: ViT or ViT-hybrid), and
+    every required field present."""
+    from .backbone_configs import PARSERS
+
     model_type = raw.get("model_type", "dpt")
     if model_type != "dpt":
         raise ConfigError(f"field 'model_type' is {shown_value(model_type)}, not 'dpt'")
     backbone = raw.get("backbone_config")
-    if raw.get("backbone") or (backbone and not raw.get("is_hybrid")):
-        kind = backbone.get("model_type", raw.get("backbone")) if isinstance(backbone, Mapping) else raw.get("backbone")
-        raise ConfigError(f"field 'backbone_config' names a {shown_value(kind)} backbone: only ViT and ViT-hybrid (BiT) are supported")
-    for name in _REQUIRED:
+    kind = backbone.get("model_type") if isinstance(backbone, Mapping) else raw.get("backbone")
+    family = kind if isinstance(kind, str) and kind in PARSERS and not raw.get("is_hybrid") else None
+    if raw.get("backbone") or (backbone and not raw.get("is_hybrid") and family is None):
+        raise ConfigError(
+            f"field 'backbone_config' names a {shown_value(kind)} backbone: only ViT, ViT-hybrid (BiT), BEiT and Swin-V2 are supported"
+        )
+    for name in _REQUIRED if family is None else ("neck_hidden_sizes",):
         if name not in raw:
             raise ConfigError(f"field '{name}' is missing")
+    return family
 
 
 def _parse_scalars(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,15 +264,23 @@ def _parse_hybrid(raw: Mapping[str, Any], readout_type: str) -> dict[str, Any]:
 
 def parse_dpt(raw: Mapping[str, Any]) -> DPTConfig:
     """A `DPTConfig` from a config.json's object; any problem raises ConfigError naming the field."""
+    from .backbone_configs import PARSERS, UNUSED_VIT_FIELDS, check_in_dpt
+
     _check_nesting(raw)
-    _check_kind(raw)
+    family = _check_kind(raw)
+    extra = dict(raw)
+    if family is not None:
+        raw = {**UNUSED_VIT_FIELDS, **raw}
     cfg = _parse_scalars(raw)
     cfg.update(_parse_lists(raw))
     cfg["task"] = _task_from(raw)
     cfg["id2label"] = _parse_labels(raw.get("id2label"))
     if cfg["is_hybrid"]:
         cfg.update(_parse_hybrid(raw, cfg["readout_type"]))
-    cfg["extra"] = dict(raw)
+    elif family is not None:
+        cfg["backbone_config"] = PARSERS[family](raw["backbone_config"])
+        check_in_dpt(cfg["backbone_config"], cfg["neck_hidden_sizes"], cfg["task"])
+    cfg["extra"] = extra
     config = DPTConfig(**cfg)
     _check_consistency(config)
     return config
@@ -292,12 +307,13 @@ def _parse_labels(raw: Any) -> dict[int, str]:
 
 
 def _check_consistency(c: DPTConfig) -> None:
-    if c.hidden_size % c.num_attention_heads:
+    vit = c.family in ("vit", "hybrid")  # a BEiT or Swin-V2 DPT does not use the top-level ViT fields
+    if vit and c.hidden_size % c.num_attention_heads:
         raise ConfigError(f"field 'num_attention_heads' ({c.num_attention_heads}) must divide hidden_size ({c.hidden_size})")
     n = len(c.neck_hidden_sizes)
     if n != 4 or len(c.reassemble_factors) != 4 or len(c.backbone_out_indices) != 4:
         raise ConfigError("fields 'neck_hidden_sizes', 'reassemble_factors' and 'backbone_out_indices' must have 4 entries")
-    if any(not 0 <= i < c.num_hidden_layers for i in c.backbone_out_indices[len(c.neck_ignore_stages):]):
+    if vit and any(not 0 <= i < c.num_hidden_layers for i in c.backbone_out_indices[len(c.neck_ignore_stages):]):
         raise ConfigError(f"field 'backbone_out_indices' {list(c.backbone_out_indices)} is outside 0..{c.num_hidden_layers - 1}")
     for f in c.reassemble_factors:
         if f < 1 and not float(1 / f).is_integer() or f > 1 and not float(f).is_integer():

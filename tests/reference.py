@@ -50,6 +50,26 @@ HYBRID = dict(
     backbone_out_indices=[0, 1, 2, 3],
 )
 SEG = dict(use_batch_norm_in_fusion_residual=True, num_labels=7, task="segmentation")
+# MiDaS v3.1 families (DPT with a backbone_config), shrunk: BEiT trained at 64 (a 4x4 token grid),
+# Swin-V2 at 64 with 4x4 windows (stage grids 16, 8, 4, 2: shifted windows in stages 0 and 1).
+TINY_BEIT = dict(
+    backbone_config=dict(
+        model_type="beit", image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, use_relative_position_bias=True, use_absolute_position_embeddings=False,
+        reshape_hidden_states=False, out_features=["stage1", "stage2", "stage3", "stage4"], layer_scale_init_value=0.1,
+        use_mean_pooling=True, layer_norm_eps=1e-6,
+    ),
+    neck_hidden_sizes=[16, 32, 64, 64],
+    fusion_hidden_size=32,
+)
+TINY_SWINV2 = dict(
+    backbone_config=dict(
+        model_type="swinv2", image_size=64, patch_size=4, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
+        window_size=4, pretrained_window_sizes=[3, 3, 3, 2], out_features=["stage1", "stage2", "stage3", "stage4"],
+    ),
+    neck_hidden_sizes=[16, 32, 64, 128],
+    fusion_hidden_size=32,
+)
 
 VARIANTS = {
     "large_shaped": LARGE_SHAPED,
@@ -59,6 +79,8 @@ VARIANTS = {
     "hybrid": HYBRID,
     "seg": dict(TINY_VIT, **SEG),
     "hybrid_seg": dict(HYBRID, **SEG),
+    "beit": TINY_BEIT,
+    "swinv2": TINY_SWINV2,
 }
 # Built on demand only (not part of every parity sweep): an ADE20K-labelled segmentation model.
 ADE = dict(TINY_VIT, use_batch_norm_in_fusion_residual=True, task="segmentation")

@@ -66,3 +66,15 @@ def test_dtype_cast(saved_models, dtype):
     with torch.no_grad():
         got = model(x.to(dtype)).float()
     assert got.dtype == torch.float32 and rel_err(got, reference_output(ref, x)) <= 5e-2
+
+
+def test_unusual_reassemble_factors_fuse_by_two(tmp_path):
+    """DPT fuses by x2 whatever the stages' sizes (the skip is resized instead): only MiDaS v3.1
+    follows the next stage's size. With factors [4, 2, 1, 1] the two differ."""
+    from reference import TINY_VIT, make_reference
+
+    ref = make_reference(dict(TINY_VIT, reassemble_factors=[4, 2, 1, 1]), seed=2)
+    ref.save_pretrained(tmp_path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert rel_err(load_model(tmp_path)(x), reference_output(ref, x)) <= TOL

@@ -27,7 +27,7 @@ def test_table_round_trips_every_key_and_tensor(saved_models, name):
     folder, _ = saved_models(name)
     theirs = load_file(folder / "model.safetensors")
     config = DPTConfig.from_json_file(folder / "config.json")
-    table = table_for(config.task)
+    table = table_for(config)
     ours = table.to_ours(theirs, build_empty(config).state_dict().keys())
     back = table.to_foreign(ours)
     assert back.keys() == theirs.keys()

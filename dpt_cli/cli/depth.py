@@ -29,7 +29,7 @@ Examples:
 def depth(
     inputs: o.Inputs,
     output: o.Output = None,
-    model: Annotated[Optional[str], typer.Option("-m", "--model", metavar="MODEL", help="Folder, hub id, or alias: large (default), hybrid.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("-m", "--model", metavar="MODEL", help="Folder, hub id, or alias: large (default), hybrid; MiDaS v3.1: beit-large-512, beit-large-384, beit-base-384, swinv2-large-384, swinv2-base-384, swinv2-tiny-256.", show_default=False)] = None,
     fmt: Annotated[list[str], typer.Option("-f", "--format", metavar="FORMAT[,FORMAT]", help=f"With -o DIR (any number) or -o - (one): {', '.join(FORMATS)} (default png16).", show_default=False)] = [],
     bits: Annotated[Optional[int], typer.Option("--bits", metavar="16|8", help="Bit depth of the depth PNG (default 16).", show_default=False)] = None,
     colormap: Annotated[Optional[str], typer.Option("--colormap", metavar="NAME", help=f"Colour pictures: {', '.join(COLORMAPS)} (default turbo).", show_default=False)] = None,
@@ -58,7 +58,7 @@ def depth(
 ) -> None:
     """Estimate depth for images, files or whole folders.
 
-    Relative models (large, hybrid) give inverse relative depth: larger is nearer, no unit. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm, .tiff and .exr; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given; .ply is a coloured point cloud. The dpt-run.json manifest in the output folder keeps every file's record (with the PNG's min/max) across runs. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: a model that cannot be used, or another run writing into the same -o), 130 interrupted.
+    Relative models (large, hybrid, the MiDaS v3.1 BEiT and Swin-V2 models) give inverse relative depth: larger is nearer, no unit. Official models get their original preprocessing: DPT and BEiT keep the aspect ratio (multiples of 32 near 384, or 512 for beit-large-512); Swin-V2 runs only at its square size (384, or 256 for swinv2-tiny-256), as the original does: each photo is squashed to it and the depth map resized back to the photo's shape. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm, .tiff and .exr; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given; .ply is a coloured point cloud. The dpt-run.json manifest in the output folder keeps every file's record (with the PNG's min/max) across runs. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: a model that cannot be used, or another run writing into the same -o), 130 interrupted.
     """
     formats = o.split_formats(fmt, FORMATS)
     o.choose(colormap or "turbo", COLORMAPS, "--colormap")

@@ -6,7 +6,7 @@ import typer
 
 
 def info(
-    model: str = typer.Argument(..., metavar="MODEL", help="Model folder, hub id (Intel/dpt-large) or alias (large, hybrid, large-ade)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Model folder, hub id (Intel/dpt-large) or alias (large, hybrid, large-ade, beit-large-512, swinv2-tiny-256, ...)."),
 ) -> None:
     """Show a model's architecture, task, output meaning and parameter count (loads its weights).
 
@@ -18,5 +18,5 @@ def info(
     from ..model.summary import describe
     from ..text import shown
 
-    for key, value in describe(loading.load(loading.resolve_folder(model))).items():
+    for key, value in describe(loading.load(loading.resolve_folder(model), model)).items():
         typer.echo(f"{key:<12} {shown(value)}")

@@ -14,13 +14,15 @@ def resolve_folder(spec: str) -> Path:
     return hub.resolve(spec)
 
 
-def load(folder: Path, dtype=None, device="cpu"):
-    """`weights.load_model`, with every model problem (config, weights, keys, shapes) exit 2:
-    the command line named a model that cannot be used."""
+def load(folder: Path, spec: str, dtype=None, device="cpu"):
+    """`weights.load_model` for the folder that `spec` resolved to (an official release runs with the
+    original numerics), with every model problem (config, weights, keys, shapes) exit 2: the
+    command line named a model that cannot be used."""
+    from ..weights.hub import is_official
     from ..weights.load import load_model
 
     try:
-        return load_model(folder, dtype=dtype, device=device)
+        return load_model(folder, dtype=dtype, device=device, official=is_official(spec))
     except UsageError:
         raise
     except DPTError as exc:

@@ -14,7 +14,7 @@ Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="PATH",
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders.")]
 Null = Annotated[bool, typer.Option("-0", "--null", help="With -, read NUL-separated paths (find -print0).")]
 Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
-Dtype = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="auto (float32 on CPU, float16 on GPUs: closest to float32 at full speed), float32, float16, bfloat16.")]
+Dtype = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="auto (float32 on CPU, float16 on GPUs: closest to float32 at full speed; bfloat16 for Swin-V2, which can overflow float16), float32, float16, bfloat16.")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", metavar="N", min=1, max=MAX_BATCH_SIZE, help="Images per forward pass, grouped by network size (default: 1 on the CPU, 32 on a GPU; halved for the rest of the run if the GPU runs out of memory).", show_default=False)]
 Size = Annotated[Optional[str], typer.Option("--size", metavar="N|HxW", help=f"Network input to aim at, height x width: N or HxW, each side 32..{MAX_NETWORK_SIDE}, {MAX_NETWORK_PIXELS:,} pixels at most (default: the model's, e.g. 384).", show_default=False)]
 NoKeepAspect = Annotated[bool, typer.Option("--no-keep-aspect", help="Squash to the network size instead of keeping the aspect ratio.")]

@@ -29,6 +29,8 @@ from .conflicts import Asked
 DEFAULT_MODELS = {DEPTH: "large", SEGMENTATION: "large-ade"}
 COMMANDS = {DEPTH: "dpt depth", SEGMENTATION: "dpt segment"}
 MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
+SQUARE_NOTE = ("Swin-V2 runs at its square network size, as the original does: each photo is squashed to it "
+               "and the depth map resized back to the photo's shape")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
 
     task, dest = asked.task, asked.destination
     target = resolve_device(request.device, cluster.local_rank if cluster else None)
-    precision = resolve_dtype(request.dtype, target)
+    resolve_dtype(request.dtype, target)  # an unknown --dtype is refused before anything else
     options = dict(request.options)
     options["batch_size"] = options.get("batch_size") or default_batch_size(target)
     options["workers"] = options.get("workers") or default_workers()
@@ -115,7 +117,6 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
     folder = loading.resolve_folder(spec)
     if cluster and cluster.rank == 0:
         cluster.meet("resolved")
-    prep = _preprocess(spec, folder, task, request)
 
     quiet = request.quiet or bool(cluster and cluster.rank > 0)  # one display: rank 0's
     counter = (lambda: cluster.count("reported", 1)) if cluster else None
@@ -123,22 +124,26 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
     reporter = Reporter(len(items) + len(problems), quiet, dest.kind == "stdout", counter, label)
     # a job's rank 0 locks the folder for the whole job (the others write only after it has)
     lock = OutputLock(dest.folder, shared=plan.single) if not cluster or cluster.rank == 0 else contextlib.nullcontext()
-    with lock:
-        _check_task(loading.read_config(folder), spec, task)  # before the weights are read
-        model = loading.load(folder, dtype=precision, device=target) if items and not nothing_to_do else None
+    with lock:  # output problems (the folder cannot be made, another run holds it) come first
+        config = loading.read_config(folder)
+        prep = _preprocess(spec, folder, config, task, request)
+        precision = resolve_dtype(request.dtype, target, config.family)
+        _check_task(config, spec, task)  # before the weights are read
+        model = loading.load(folder, spec, dtype=precision, device=target) if items and not nothing_to_do else None
         info = RunInfo(
             task=task,
             model=spec,
             device=str(target),
             dtype=str(precision).removeprefix("torch."),
             units=_units(model.config) if model is not None else "",
-            settings={"network_size": list(prep.size), "keep_aspect": prep.keep_aspect, **_jsonable(options),
+            settings={"backbone": config.family, "network_size": list(prep.size), "keep_aspect": prep.keep_aspect,
+                      **({"note": SQUARE_NOTE} if _at_trained_square(config, prep) else {}), **_jsonable(options),
                       **({"rank": cluster.rank, "world_size": cluster.world} if cluster else {})},
             command=["dpt", *sys.argv[1:]],
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu")
+            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep)
         runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note, cluster)
         torch.set_grad_enabled(False)
         with reporter:
@@ -213,20 +218,29 @@ def _plan(asked: Asked, inputs: list[str]):
     return items, problems, plan, _check_existing(plan, asked)
 
 
-def _preprocess(spec: str, folder: Path, task: str, request: Request):
+def _preprocess(spec: str, folder: Path, config, task: str, request: Request):
     """The official models get the original preprocessing; other folders their own config."""
     from ..pipeline import preprocess
     from ..weights import hub
 
-    official = spec in hub.ALIASES or spec.startswith("Intel/dpt-")
     try:
-        prep = preprocess.original(task) if official else preprocess.from_folder(folder, task)
+        prep = preprocess.original(task, config) if hub.is_official(spec) else preprocess.from_folder(folder, task, config)
     except DPTError as exc:
         raise UsageError(str(exc)) from None
     return preprocess.with_options(prep, request.size, False if not request.keep_aspect else None)
 
 
-def _warn(reporter, model, formats: list[str], half_on_cpu: bool) -> None:
+def _at_trained_square(c, prep) -> bool:
+    """A Swin-V2 model squashing photos to its trained square: the only way the original runs it."""
+    return c.family == "swinv2" and tuple(prep.size) == tuple(c.backbone_config.image_size) and not prep.keep_aspect
+
+
+def _warn(reporter, model, formats: list[str], half_on_cpu: bool, prep) -> None:
+    c = model.config
+    if c.family == "swinv2" and not _at_trained_square(c, prep):
+        side = "x".join(map(str, c.backbone_config.image_size))
+        reporter.note(f"this Swin-V2 model was trained at {side}, the only size the original runs it at; "
+                      "other sizes run as transformers runs them (windows padded), with no original to match")
     if half_on_cpu:
         reporter.note("float16 on the CPU runs about 20x slower than float32 (no fast half-precision kernels there): "
                       "--dtype float32 (the CPU default) or bfloat16 is faster")

@@ -9,7 +9,7 @@ from ..config import DEPTH, DPTConfig
 from .bit import HybridEmbed
 from .heads import DepthHead, SegmentationHead
 from .neck import Neck
-from .vit import PatchEmbed, VisionTransformer
+from .vit import PatchEmbed, VisionTransformer  # noqa: F401  (VisionTransformer: the ViT family)
 
 MULTIPLE = 32
 
@@ -24,7 +24,17 @@ def check_input_size(height: int, width: int) -> None:
         )
 
 
-def build_backbone(c: DPTConfig) -> VisionTransformer:
+def build_backbone(c: DPTConfig) -> nn.Module:
+    """The backbone of `c`'s family. Every family has `forward_intermediates(images, taps)` ->
+    (the four features the neck reads, token grid): see `DPT.taps`."""
+    if c.family == "beit":
+        from .beit import BeitBackbone
+
+        return BeitBackbone(c.backbone_config)
+    if c.family == "swinv2":
+        from .swinv2 import Swinv2Backbone
+
+        return Swinv2Backbone(c.backbone_config)
     if c.is_hybrid:
         feature_dim = c.backbone_featmap_shape[1] if c.backbone_featmap_shape else c.backbone_config.stage_widths[-1]
         embed: nn.Module = HybridEmbed(c.backbone_config, feature_dim, c.hidden_size)
@@ -46,6 +56,16 @@ def build_backbone(c: DPTConfig) -> VisionTransformer:
     )
 
 
+def taps(c: DPTConfig) -> tuple[int, ...]:
+    """What the backbone's `forward_intermediates` returns: block indices for ViT and BEiT (the
+    hybrid's first two features are its ResNet stages), stage indices for Swin-V2."""
+    if c.family == "beit":
+        return c.backbone_config.out_indices
+    if c.family == "swinv2":
+        return tuple(range(len(c.backbone_config.depths)))
+    return tuple(c.backbone_out_indices[len(c.neck_ignore_stages):])
+
+
 class DPT(nn.Module):
     """Dense Prediction Transformer for depth or semantic segmentation.
 
@@ -59,8 +79,7 @@ class DPT(nn.Module):
         self.config = config
         self.backbone = build_backbone(config)
         self.neck = Neck(config)
-        n_cnn = len(config.neck_ignore_stages)
-        self.block_indices = tuple(config.backbone_out_indices[n_cnn:])
+        self.taps = taps(config)
         if config.task == DEPTH:
             self.head: nn.Module = DepthHead(config.fusion_hidden_size, config.add_projection)
             self.aux_head = None
@@ -76,8 +95,8 @@ class DPT(nn.Module):
     def forward_features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> the neck's fused maps, deepest first; the last is (B, F, H/2, W/2)."""
         check_input_size(pixel_values.shape[-2], pixel_values.shape[-1])
-        cnn, blocks, grid = self.backbone.forward_intermediates(pixel_values, self.block_indices)
-        return self.neck(cnn + blocks, grid)
+        features, grid = self.backbone.forward_intermediates(pixel_values, self.taps)
+        return self.neck(features, grid)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.head(self.forward_features(pixel_values)[self.config.head_in_index])

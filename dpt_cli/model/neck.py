@@ -68,7 +68,9 @@ class FusionBlock(nn.Module):
         self.res2 = ResidualUnit(channels, batch_norm, bias)
         self.out_conv = nn.Conv2d(channels, channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Fused map -> the next one, resized to `size` (the next stage's map: MiDaS v3.1) or x2
+        (DPT). With MiDaS v3.1's reassemble factors and multiple-of-32 inputs the two agree."""
         if skip is not None:
             if skip.shape != x.shape:
                 skip = F.interpolate(skip, size=x.shape[2:], mode="bilinear", align_corners=False)
@@ -76,7 +78,9 @@ class FusionBlock(nn.Module):
         # out_conv(up2(x)) == up2(out_conv(x)): a 1x1 conv and bilinear interpolation (whose weights
         # sum to 1) commute, and the conv costs a quarter at the lower resolution.
         x = self.out_conv(self.res2(x))
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        if size is None:
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class Neck(nn.Module):
@@ -84,9 +88,10 @@ class Neck(nn.Module):
 
     def __init__(self, c: DPTConfig) -> None:
         super().__init__()
-        ignored = set(c.neck_ignore_stages)
+        # Swin-V2 stages are feature maps already; the hybrid's first two are ResNet maps.
+        ignored = set(range(len(c.neck_hidden_sizes))) if c.family == "swinv2" else set(c.neck_ignore_stages)
         self.reassemble = nn.ModuleList(
-            nn.Identity() if i in ignored else Reassemble(c.hidden_size, ch, f, c.readout_type, c.hidden_act)
+            nn.Identity() if i in ignored else Reassemble(c.token_width, ch, f, c.readout_type, c.hidden_act)
             for i, (ch, f) in enumerate(zip(c.neck_hidden_sizes, c.reassemble_factors))
         )
         self.convs = nn.ModuleList(
@@ -97,15 +102,20 @@ class Neck(nn.Module):
             for _ in c.neck_hidden_sizes
         )
         self.ignored = ignored
+        # MiDaS v3.1 resizes each fused map to the next stage's size; DPT (and transformers) by x2
+        self.follow_sizes = c.family in ("beit", "swinv2")
+
+    def _next_size(self, maps: list[torch.Tensor], i: int) -> tuple[int, int] | None:
+        return tuple(maps[i - 1].shape[-2:]) if self.follow_sizes and i > 0 else None
 
     def forward(self, features: list[torch.Tensor], grid: tuple[int, int]) -> list[torch.Tensor]:
-        """features: stage i is a (B, C_i, H_i, W_i) map if i is an ignored (hybrid CNN) stage, else
-        tokens (B, 1 + h*w, D). Returns the fused maps (B, F, ., .), deepest stage first."""
+        """features: stage i is a (B, C_i, H_i, W_i) map if i is an ignored stage (hybrid CNN,
+        Swin-V2), else tokens (B, 1 + h*w, D). Returns the fused maps (B, F, ., .), deepest stage first."""
         maps = [
             f if i in self.ignored else self.reassemble[i](f, grid) for i, f in enumerate(features)
         ]
         maps = [conv(m) for conv, m in zip(self.convs, maps)]
-        fused = [self.fusion[-1](maps[-1])]
+        fused = [self.fusion[-1](maps[-1], size=self._next_size(maps, len(maps) - 1))]
         for i in range(len(maps) - 2, -1, -1):
-            fused.append(self.fusion[i](fused[-1], maps[i]))
+            fused.append(self.fusion[i](fused[-1], maps[i], self._next_size(maps, i)))
         return fused

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from ..config import DEPTH
+from ..config import DEPTH, DPTConfig
 from .dpt import DPT
+
+
+FAMILIES = {"vit": "DPT (ViT)", "hybrid": "DPT (ViT-Hybrid)", "beit": "MiDaS v3.1 (BEiT)", "swinv2": "MiDaS v3.1 (Swin-V2)"}
+
+
+def backbone_text(c: DPTConfig) -> str:
+    """One line naming the backbone and its sizes."""
+    b = c.backbone_config
+    if c.family == "beit":
+        size = "x".join(map(str, b.image_size))
+        return f"BEiT/{b.patch_size} ({b.num_hidden_layers} layers, width {b.hidden_size}, {b.num_attention_heads} heads, trained at {size})"
+    if c.family == "swinv2":
+        size = "x".join(map(str, b.image_size))
+        return f"Swin-V2 (depths {'-'.join(map(str, b.depths))}, widths {'-'.join(map(str, b.stage_widths))}, window {b.window_size}, runs at {size})"
+    if c.is_hybrid:
+        return f"ViT-Hybrid (BiT ResNet {'-'.join(map(str, b.depths))} + ViT, {c.num_hidden_layers} layers, width {c.hidden_size})"
+    return f"ViT/{c.patch_size} ({c.num_hidden_layers} layers, width {c.hidden_size}, {c.num_attention_heads} heads)"
 
 
 def describe(model: DPT) -> dict[str, str]:
     c = model.config
-    if c.is_hybrid:
-        arch = f"ViT-Hybrid (BiT ResNet {'-'.join(map(str, c.backbone_config.depths))} + ViT, {c.num_hidden_layers} layers, width {c.hidden_size})"
-    else:
-        arch = f"ViT/{c.patch_size} ({c.num_hidden_layers} layers, width {c.hidden_size}, {c.num_attention_heads} heads)"
+    arch = backbone_text(c)
     if c.task == DEPTH:
         output = "depth in metres" if c.is_metric else "inverse relative depth (larger is nearer)"
     else:
@@ -20,8 +34,9 @@ def describe(model: DPT) -> dict[str, str]:
     dtype = next(model.parameters()).dtype
     return {
         "task": c.task,
+        "family": FAMILIES[c.family],
         "backbone": arch,
-        "readout": c.readout_type,
+        "readout": "none (Swin-V2 stages are feature maps)" if c.family == "swinv2" else c.readout_type,
         "output": output,
         "parameters": f"{n:,}",
         "dtype": str(dtype).removeprefix("torch."),

@@ -109,18 +109,16 @@ class VisionTransformer(nn.Module):
         # The final norm is part of every checkpoint but DPT's neck reads block outputs before it.
         self.norm = nn.LayerNorm(dim, eps=eps)
 
-    def forward_intermediates(
-        self, x: torch.Tensor, indices: tuple[int, ...]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[int, int]]:
+    def forward_intermediates(self, x: torch.Tensor, indices: tuple[int, ...]) -> tuple[list[torch.Tensor], tuple[int, int]]:
         """Run the encoder up to the deepest requested block.
 
         Args:
             x: images (B, C, H, W), normalised.
             indices: 0-based block indices whose outputs to return.
         Returns:
-            (cnn_features, block_outputs, grid): the hybrid stem's feature maps (empty for a plain
-            ViT), the requested block outputs (B, 1 + h*w, D) with the class token first, in the
-            order of `indices`, and the token grid (h, w).
+            (features, grid): the hybrid stem's feature maps (B, C_i, H_i, W_i) (none for a plain
+            ViT) followed by the requested block outputs (B, 1 + h*w, D), class token first, in the
+            order of `indices`; and the token grid (h, w).
         """
         tokens, grid, cnn_features = self.patch_embed(x)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
@@ -130,4 +128,4 @@ class VisionTransformer(nn.Module):
             h = block(h)
             if i in wanted:
                 wanted[i] = h
-        return cnn_features, [wanted[i] for i in indices], grid
+        return cnn_features + [wanted[i] for i in indices], grid

@@ -40,20 +40,19 @@ def resolve_device(spec: str, local_rank: int | None = None) -> torch.device:
     return device
 
 
-def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(spec: str, device: torch.device, family: str = "vit") -> torch.dtype:
     """auto: float32 on CPU; float16 on GPUs. float16 runs as fast as bfloat16 on GPUs and keeps
     three more bits: on a seeded DPT-Large its depth is within 0.44 % of float32's range at most
     (0.06 % mean) against bfloat16's 3.4 % (0.41 %) (bench/bench_precision.py). The original
     isl-org code's optimised path runs these models in float16 too; an overflow would show as
-    non-finite output, which fails that file with a hint rather than writing it."""
+    non-finite output, which fails that file with a hint rather than writing it. Swin-V2 gets
+    bfloat16: MiDaS v3.1 warns that it may give non-finite values in float16."""
     if spec != "auto":
         if spec not in DTYPES:
             raise UsageError(f"unknown dtype {spec!r} (use auto, float32, float16 or bfloat16)")
         return DTYPES[spec]
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "mps":
-        return torch.float16
+    if device.type in ("cuda", "mps"):
+        return torch.bfloat16 if family == "swinv2" else torch.float16
     return torch.float32
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SEGMENTATION
+from ..config import SEGMENTATION, DPTConfig
 from ..errors import DPTError
 from ..limits import MAX_NETWORK_PIXELS, MAX_NETWORK_SIDE
 from ..text import shown
@@ -107,13 +107,18 @@ def _constants(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Ten
 
 
 
-def original(task: str) -> Preprocess:
-    """The isl-org scripts' settings: 384 for relative depth, 480 for ADE20K segmentation."""
+def original(task: str, config: DPTConfig | None = None) -> Preprocess:
+    """The isl-org scripts' settings: DPT 384 for relative depth, 480 for ADE20K segmentation;
+    MiDaS v3.1 at the backbone's trained size, keeping the aspect ratio for BEiT and squashing to
+    the square for Swin-V2 (the only size the original runs it at)."""
+    family = config.family if config is not None else "vit"
+    if family in ("beit", "swinv2"):
+        return Preprocess(size=tuple(config.backbone_config.image_size), keep_aspect=family == "beit")
     n = 480 if task == SEGMENTATION else 384
     return Preprocess(size=(n, n))
 
 
-def from_folder(folder: Path, task: str) -> Preprocess:
+def from_folder(folder: Path, task: str, config: DPTConfig | None = None) -> Preprocess:
     """A model folder's preprocessor_config.json (transformers' DPTImageProcessor fields).
 
     Checked before use: sizes within 1..MAX_SIDE, three finite means and three finite non-zero
@@ -121,7 +126,7 @@ def from_folder(folder: Path, task: str) -> Preprocess:
     """
     path = folder / "preprocessor_config.json"
     if not path.is_file():
-        return original(task)
+        return original(task, config)
     try:
         if path.stat().st_size > 1 << 20:
             raise ValueError("over 1 MB")

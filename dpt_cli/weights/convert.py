@@ -1,4 +1,4 @@
-"""Convert an original isl-org DPT checkpoint (.pt) into a transformers-layout folder.
+"""Convert an original isl-org checkpoint (.pt: DPT 2021, MiDaS v3.1) into a transformers-layout folder.
 
 The folder appears complete or not at all: everything is written into a hidden sibling folder that
 is renamed into place at the end, and removed on any failure or interruption. Where the folder may
@@ -24,8 +24,10 @@ from ..errors import DPTError, UsageError
 from ..text import os_reason, shown
 from .convert_target import check_destination, remove_stale, write_atomically
 from .files import load_pickled
+from . import midas31_layout as midas31
 from .isl_org_layout import SKIPPED, NotADPTCheckpoint, detect_config, table
 from .keymap import KeyMismatch
+from ..model.summary import backbone_text
 from .load import load_model, model_from_state, save_model
 
 Progress = Callable[[str, int, int], None]  # (stage, done_bytes, total_bytes)
@@ -39,6 +41,7 @@ class Variant:
     depth_scale: float | None = None
     depth_shift: float | None = None
     description: str = ""
+    keep_aspect: bool = True  # the original scripts' resize: keep the aspect ratio, or squash to `size`
 
 
 VARIANTS = {
@@ -99,7 +102,7 @@ def choose_variant(requested: str, path: Path, config: DPTConfig) -> Variant:
         else:
             requested = "kitti" if "kitti" in name else "nyu" if "nyu" in name else "relative"
     if requested not in VARIANTS:
-        raise UsageError(f"unknown variant {requested!r}; presets: auto, {', '.join(VARIANTS)}")
+        raise UsageError(f"unknown variant {requested!r}; presets: auto, {', '.join(VARIANTS)} (MiDaS v3.1 files: {', '.join(midas31.RELEASES)})")
     variant = VARIANTS[requested]
     if variant.task != config.task:
         raise UsageError(f"{path.name}: --variant {requested} is for {variant.task} models, but the file holds a {config.task} model")
@@ -113,7 +116,7 @@ def preprocessor_config(variant: Variant) -> dict:
         "image_processor_type": "DPTImageProcessor",
         "do_resize": True,
         "size": {"height": h, "width": w},
-        "keep_aspect_ratio": True,
+        "keep_aspect_ratio": variant.keep_aspect,
         "ensure_multiple_of": 32,
         "resample": 3,  # bicubic
         "do_rescale": True,
@@ -157,20 +160,37 @@ def convert(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _detect(state: dict, src: Path, variant: str):
+    """(config, variant, key table, skipped-key patterns) of an original file, from its keys and shapes."""
+    family = midas31.family_of(state)
+    try:
+        if family is None:
+            config = detect_config(state, ade20k.id2label())
+            chosen = choose_variant(variant, src, config)
+            if chosen.depth_scale is not None:
+                config = config.replace(depth_scale=chosen.depth_scale, depth_shift=chosen.depth_shift, invert_depth=True)
+            return config, chosen, table(config.is_hybrid, config.task), SKIPPED
+        release = midas31.choose_release(family, src.name, "auto" if variant == "relative" else variant)
+        config = midas31.detect_config(state, family, release)
+    except UsageError:
+        raise
+    except DPTError as exc:
+        raise NotADPTCheckpoint(f"{src}: {exc}") from None
+    side = config.backbone_config.image_size
+    name = release.name if release else f"{family} (not a release name: read from the weights)"
+    chosen = Variant(name, "depth", side, description=f"MiDaS v3.1 relative depth ({'dpt_' + name if release else family})",
+                     keep_aspect=family == "beit")
+    return config, chosen, midas31.TABLES[family], midas31.SKIPPED
+
+
 def _convert(src: Path, dst: Path, variant: str, dtype, verify: bool, force: bool, progress, hashing: Future) -> Report:
     report = Report()
     state = read_original(src)
-    try:
-        config = detect_config(state, ade20k.id2label())
-    except DPTError as exc:
-        raise NotADPTCheckpoint(f"{src}: {exc}") from None
-    chosen = choose_variant(variant, src, config)
-    if chosen.depth_scale is not None:
-        config = config.replace(depth_scale=chosen.depth_scale, depth_shift=chosen.depth_shift, invert_depth=True)
+    config, chosen, key_table, skip = _detect(state, src, variant)
     report.variant, report.config = chosen.name, config
-    report.skipped = sorted(k for k in state if any(re.match(s, k) for s in SKIPPED))
+    report.skipped = sorted(k for k in state if any(re.match(s, k) for s in skip))
     try:
-        model = model_from_state(config, state, table(config.is_hybrid, config.task), skip=SKIPPED)
+        model = model_from_state(config, state, key_table, skip=skip)
     except KeyMismatch as exc:
         raise NotADPTCheckpoint(f"{src}: {exc}") from None
 
@@ -223,11 +243,12 @@ def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> 
         f"- source SHA-256: `{report.sha256}`"
         f"{' (matches the release hash in the name)' if report.verified_hash else ''}\n"
         f"- variant: {variant.name} ({variant.description})\n"
-        f"- architecture: {'ViT-Hybrid (BiT ResNet-50 + ViT-B/16)' if c.is_hybrid else f'ViT ({c.num_hidden_layers} layers, width {c.hidden_size})'}\n"
+        f"- architecture: {backbone_text(c)}\n"
         f"- output: {output}\n"
-        f"- network input: {variant.size[0]}x{variant.size[1]} (HxW), keep aspect, multiples of 32, bicubic, mean/std 0.5\n"
+        f"- network input: {variant.size[0]}x{variant.size[1]} (HxW), {'keep aspect, multiples of 32' if variant.keep_aspect else 'squashed to that size'}, "
+        "bicubic, mean/std 0.5\n"
         f"- dtype: {str(dtype).removeprefix('torch.')}\n\n"
         "Loads with `dpt depth --model DIR` / `dpt segment --model DIR` and with transformers'\n"
         "`DPTForDepthEstimation` / `DPTForSemanticSegmentation.from_pretrained(DIR)`.\n"
-        "Original weights: isl-org/DPT (MIT licence).\n"
+        f"Original weights: {'isl-org/MiDaS v3.1' if c.family in ('beit', 'swinv2') else 'isl-org/DPT'} (MIT licence).\n"
     )

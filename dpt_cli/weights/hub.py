@@ -12,7 +12,17 @@ ALIASES = {
     "large": "Intel/dpt-large",
     "hybrid": "Intel/dpt-hybrid-midas",
     "large-ade": "Intel/dpt-large-ade",
+    # MiDaS v3.1
+    "beit-large-512": "Intel/dpt-beit-large-512",
+    "beit-large-384": "Intel/dpt-beit-large-384",
+    "beit-base-384": "Intel/dpt-beit-base-384",
+    "swinv2-large-384": "Intel/dpt-swinv2-large-384",
+    "swinv2-base-384": "Intel/dpt-swinv2-base-384",
+    "swinv2-tiny-256": "Intel/dpt-swinv2-tiny-256",
 }
+# The weights of the BEiT releases were trained with layer-norm eps 1e-6; the Intel configs say
+# 1e-12 (transformers' default), which moves the output by ~3e-4 of its range.
+ORIGINAL_BEIT_EPS = 1e-6
 CONFIG = "config.json"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIONAL_FILES = ("preprocessor_config.json",)
@@ -22,10 +32,31 @@ class ModelNotFound(UsageError):
     pass
 
 
+def is_official(spec: str) -> bool:
+    """Whether `spec` names one of the isl-org releases on the hub (an alias or an Intel/dpt-* id):
+    those run with the original code's preprocessing and numerics, whatever their files say. A local
+    folder of that name is not: `resolve` reads the folder, so its own files decide."""
+    if spec not in ALIASES and spec not in ALIASES.values():
+        return False
+    try:
+        return not Path(spec).expanduser().exists()
+    except OSError:
+        return True
+
+
+def with_original_numerics(config):
+    """An official model's config as the original code ran it: BEiT's layer-norm eps 1e-6."""
+    from dataclasses import replace
+
+    if config.family != "beit":
+        return config
+    return config.replace(backbone_config=replace(config.backbone_config, layer_norm_eps=ORIGINAL_BEIT_EPS))
+
+
 def resolve(spec: str) -> Path:
     """Return the local folder holding `spec`'s config.json and weights.
 
-    `spec` is a folder, an alias (large, hybrid, large-ade) or a hub id ("org/name"). Hub ids are
+    `spec` is a folder, an alias (large, hybrid, large-ade, beit-large-512, ...) or a hub id ("org/name"). Hub ids are
     read from the huggingface_hub cache, downloading only when the hub is reachable and allowed.
     """
     path = Path(spec).expanduser()

@@ -9,13 +9,14 @@ from typing import Mapping
 
 import torch
 
+from ..backbone_configs import check_in_dpt
 from ..config import DEPTH, SEGMENTATION, ConfigError, DPTConfig
 from ..errors import DPTError
 from ..model import DPT
 from .files import SAFETENSORS, read_folder_weights, write_safetensors
-from .hub import CONFIG, resolve
+from .hub import CONFIG, is_official, resolve, with_original_numerics
 from .keymap import KeyTable
-from .transformers_layout import SEGMENTATION_MARKER, table_for
+from .transformers_layout import SEGMENTATION_MARKER, skipped, table_for
 
 
 class ShapeMismatch(DPTError, ValueError):
@@ -40,7 +41,13 @@ _FIELD_DIMS = (
     ("backbone.patch_embed.to_tokens.weight", 0, "hidden_size", "token projection has {} output channels"),
     ("backbone.blocks.0.mlp.fc1.weight", 0, "intermediate_size", "MLP is {} wide"),
 )
-_BLOCK = re.compile(r"backbone\.blocks\.(\d+)\.")
+_BEIT_DIMS = _FIELD_DIMS + (("backbone.blocks.0.attn.bias_table", 1, "num_attention_heads", "position bias has {} heads"),)
+_SWIN_DIMS = (
+    ("backbone.patch_embed.proj.weight", 0, "embed_dim", "patch projection has {} output channels"),
+    ("backbone.patch_embed.proj.weight", 1, "num_channels", "patch projection has {} input channels"),
+    ("backbone.patch_embed.proj.weight", 2, "patch_size", "patch projection has a {}-pixel kernel"),
+)
+_BLOCK = re.compile(r"backbone\.(?:stages\.(\d+)\.)?blocks\.(\d+)\.")
 
 
 def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], table: KeyTable) -> None:
@@ -50,7 +57,7 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
     naming the field and both numbers. Weights with no transformer blocks at all are not a DPT
     checkpoint of this layout: the strict key check lists what is wrong with them instead.
     """
-    blocks: set[int] = set()
+    blocks: dict[int, set[int]] = {}
     ours: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         hit = table.map_foreign_key(key)
@@ -59,19 +66,38 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
         name, slot = hit
         block = _BLOCK.match(name)
         if block:
-            blocks.add(int(block.group(1)))
+            blocks.setdefault(int(block.group(1) or 0), set()).add(int(block.group(2)))
         if slot is None:
             ours[name] = tensor
     if not blocks:
         return
-    if len(blocks) != config.num_hidden_layers:
+    family, b = config.family, config.backbone_config
+    fields, prefix, dims = (config, "", _FIELD_DIMS) if family in ("vit", "hybrid") else (b, "backbone_config.", _BEIT_DIMS)
+    if family == "swinv2":
+        fields, dims = b, _SWIN_DIMS
+        found = tuple(len(blocks.get(i, ())) for i in range(max(blocks) + 1))
+        if found != b.depths:
+            raise ConfigError(f"field '{prefix}depths' is {list(b.depths)}, but the weights' stages have {list(found)} blocks")
+    elif len(blocks[0]) != fields.num_hidden_layers:
         raise ConfigError(
-            f"field 'num_hidden_layers' is {config.num_hidden_layers}, but the weights have {len(blocks)} transformer layers"
+            f"field '{prefix}num_hidden_layers' is {fields.num_hidden_layers}, but the weights have {len(blocks[0])} transformer layers"
         )
-    for param, dim, name, what in _FIELD_DIMS:
+    for param, dim, name, what in dims:
         size = _size_of(ours.get(param), dim)
-        if size is not None and size != getattr(config, name):
-            raise ConfigError(f"field '{name}' is {getattr(config, name)}, but the weights' {what.format(size)}")
+        if size is not None and size != getattr(fields, name):
+            raise ConfigError(f"field '{prefix}{name}' is {getattr(fields, name)}, but the weights' {what.format(size)}")
+    if family == "beit":
+        _check_bias_table(b, _size_of(ours.get("backbone.blocks.0.attn.bias_table"), 0))
+
+
+def _check_bias_table(b, rows: int | None) -> None:
+    """BEiT's relative position table has (2h-1)(2w-1) + 3 rows for the trained (h, w) token grid."""
+    h, w = b.grid
+    if rows is not None and rows != (2 * h - 1) * (2 * w - 1) + 3:
+        raise ConfigError(
+            f"field 'backbone_config.image_size' is {list(b.image_size)} ({h}x{w} patches), but the weights' "
+            f"relative position table has {rows} rows, which is not (2h-1)(2w-1)+3 for that grid"
+        )
 
 
 def _size_of(tensor: torch.Tensor | None, dim: int) -> int | None:
@@ -95,7 +121,10 @@ def model_from_state(
     """
     if config.task is None:
         config = config.replace(task=SEGMENTATION if SEGMENTATION_MARKER in state else DEPTH)
-    table = table or table_for(config.task)
+        if config.family in ("beit", "swinv2"):
+            check_in_dpt(config.backbone_config, config.neck_hidden_sizes, config.task)
+    if table is None:
+        table, skip = table_for(config, state.keys()), skip + skipped(config)
     check_config_fits(config, state, table)
     model = build_empty(config)
     expected = model.state_dict()
@@ -107,13 +136,19 @@ def model_from_state(
     return model.eval().requires_grad_(False)
 
 
-def load_model(spec: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> DPT:
+def load_model(
+    spec: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", official: bool | None = None
+) -> DPT:
     """Load a model from a folder, alias or hub id (see `hub.resolve`), in eval mode.
 
     dtype: cast floating-point weights (None keeps the file's dtype).
+    official: run with the original code's numerics (`hub.with_original_numerics`); by default
+    for aliases and Intel/dpt-* hub ids.
     """
     folder = resolve(str(spec))
     config = DPTConfig.from_json_file(folder / CONFIG)
+    if is_official(str(spec)) if official is None else official:
+        config = with_original_numerics(config)
     try:
         model = model_from_state(config, read_folder_weights(folder))
     except ConfigError as exc:  # the config disagrees with the weights: name the file, as parsing does
@@ -133,7 +168,7 @@ def save_model(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = table_for(model.config.task).to_foreign(model.state_dict())
+    state = table_for(model.config).to_foreign(model.state_dict())
     write_safetensors(list(state.items()), folder / SAFETENSORS, metadata, dtype, progress)
     config = model.config.to_dict()
     config["dtype"] = str(dtype or next(model.parameters()).dtype).removeprefix("torch.")

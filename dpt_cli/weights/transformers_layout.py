@@ -1,15 +1,23 @@
-"""The transformers (Hugging Face) DPT key layout <-> ours: the one table for this format."""
+"""The transformers (Hugging Face) DPT key layout <-> ours: one table per backbone family.
+
+The neck and heads are named alike in every family. BEiT's names on disk (the hub files, and what
+transformers' `save_pretrained` writes) differ from the ones transformers 5 uses in memory
+(`backbone.beit.layers.N.attention.q_proj`, which a `torch.save(model.state_dict())` holds): both
+are read, each through its own table; we write the on-disk names.
+"""
 
 from __future__ import annotations
 
-from ..config import DEPTH
+from typing import Iterable
+
+from ..config import DEPTH, DPTConfig
 from .keymap import KeyTable, Rule
 
 _BIT = "dpt.embeddings.backbone.bit"
 _LAYER = "dpt.encoder.layer.{n}"
 _FUSE = "neck.fusion_stage.layers.{rev}"
 
-COMMON = [
+VIT = [
     # ViT embeddings (plain: patch conv; hybrid: ResNet + 1x1 projection)
     Rule("dpt.embeddings.cls_token", "backbone.cls_token"),
     Rule("dpt.embeddings.position_embeddings", "backbone.pos_embed"),
@@ -28,6 +36,9 @@ COMMON = [
     Rule(f"{_LAYER}.layernorm_before.{{p}}", "backbone.blocks.{n}.norm1.{p}"),
     Rule(f"{_LAYER}.layernorm_after.{{p}}", "backbone.blocks.{n}.norm2.{p}"),
     Rule("dpt.layernorm.{p}", "backbone.norm.{p}"),
+]
+
+NECK = [
     # neck: reassemble, 3x3 convs, fusion (transformers numbers fusion blocks deepest first)
     Rule("neck.reassemble_stage.readout_projects.{i}.0.{p}", "neck.reassemble.{i}.readout.{p}"),
     Rule("neck.reassemble_stage.layers.{i}.projection.{p}", "neck.reassemble.{i}.project.{p}"),
@@ -54,12 +65,97 @@ SEGMENTATION_HEAD = [
     Rule("auxiliary_head.head.4.{p}", "aux_head.classifier.{p}"),
 ]
 
-DEPTH_TABLE = KeyTable("transformers", COMMON + DEPTH_HEAD)
-SEGMENTATION_TABLE = KeyTable("transformers", COMMON + SEGMENTATION_HEAD)
+_BEIT = "backbone.encoder.layer.{n}"
+_BEIT_ATTN = f"{_BEIT}.attention.attention"
+_OURS_BEIT = "backbone.blocks.{n}"
+BEIT = [
+    Rule("backbone.embeddings.cls_token", "backbone.cls_token"),
+    Rule("backbone.embeddings.patch_embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
+    Rule(f"{_BEIT_ATTN}.query.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=0),
+    Rule(f"{_BEIT_ATTN}.key.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=1),
+    Rule(f"{_BEIT_ATTN}.value.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=2),
+    Rule(f"{_BEIT_ATTN}.query.bias", f"{_OURS_BEIT}.attn.q_bias"),
+    Rule(f"{_BEIT_ATTN}.value.bias", f"{_OURS_BEIT}.attn.v_bias"),
+    Rule(f"{_BEIT_ATTN}.relative_position_bias.relative_position_bias_table", f"{_OURS_BEIT}.attn.bias_table"),
+    Rule(f"{_BEIT}.attention.output.dense.{{p}}", f"{_OURS_BEIT}.attn.proj.{{p}}"),
+    Rule(f"{_BEIT}.layernorm_before.{{p}}", f"{_OURS_BEIT}.norm1.{{p}}"),
+    Rule(f"{_BEIT}.layernorm_after.{{p}}", f"{_OURS_BEIT}.norm2.{{p}}"),
+    Rule(f"{_BEIT}.intermediate.dense.{{p}}", f"{_OURS_BEIT}.mlp.fc1.{{p}}"),
+    Rule(f"{_BEIT}.output.dense.{{p}}", f"{_OURS_BEIT}.mlp.fc2.{{p}}"),
+    Rule(f"{_BEIT}.lambda_1", f"{_OURS_BEIT}.layer_scale1"),
+    Rule(f"{_BEIT}.lambda_2", f"{_OURS_BEIT}.layer_scale2"),
+]
+_MEM = "backbone.beit.layers.{n}"
+BEIT_IN_MEMORY = [
+    Rule("backbone.beit.embeddings.cls_token", "backbone.cls_token"),
+    Rule("backbone.beit.embeddings.patch_embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
+    Rule(f"{_MEM}.attention.q_proj.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=0),
+    Rule(f"{_MEM}.attention.k_proj.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=1),
+    Rule(f"{_MEM}.attention.v_proj.weight", f"{_OURS_BEIT}.attn.qkv.weight", slot=2),
+    Rule(f"{_MEM}.attention.q_proj.bias", f"{_OURS_BEIT}.attn.q_bias"),
+    Rule(f"{_MEM}.attention.v_proj.bias", f"{_OURS_BEIT}.attn.v_bias"),
+    Rule(f"{_MEM}.relative_position_bias.relative_position_bias_table", f"{_OURS_BEIT}.attn.bias_table"),
+    Rule(f"{_MEM}.attention.o_proj.{{p}}", f"{_OURS_BEIT}.attn.proj.{{p}}"),
+    Rule(f"{_MEM}.layernorm_before.{{p}}", f"{_OURS_BEIT}.norm1.{{p}}"),
+    Rule(f"{_MEM}.layernorm_after.{{p}}", f"{_OURS_BEIT}.norm2.{{p}}"),
+    Rule(f"{_MEM}.mlp.fc1.{{p}}", f"{_OURS_BEIT}.mlp.fc1.{{p}}"),
+    Rule(f"{_MEM}.mlp.fc2.{{p}}", f"{_OURS_BEIT}.mlp.fc2.{{p}}"),
+    Rule(f"{_MEM}.lambda_1", f"{_OURS_BEIT}.layer_scale1"),
+    Rule(f"{_MEM}.lambda_2", f"{_OURS_BEIT}.layer_scale2"),
+]
+
+_SWIN = "backbone.encoder.layers.{i}.blocks.{j}"
+_SWIN_ATTN = f"{_SWIN}.attention.self"
+_OURS_SWIN = "backbone.stages.{i}.blocks.{j}"
+SWINV2 = [
+    Rule("backbone.embeddings.patch_embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
+    Rule("backbone.embeddings.norm.{p}", "backbone.patch_embed.norm.{p}"),
+    Rule(f"{_SWIN_ATTN}.query.weight", f"{_OURS_SWIN}.attn.qkv.weight", slot=0),
+    Rule(f"{_SWIN_ATTN}.key.weight", f"{_OURS_SWIN}.attn.qkv.weight", slot=1),
+    Rule(f"{_SWIN_ATTN}.value.weight", f"{_OURS_SWIN}.attn.qkv.weight", slot=2),
+    Rule(f"{_SWIN_ATTN}.query.bias", f"{_OURS_SWIN}.attn.q_bias"),
+    Rule(f"{_SWIN_ATTN}.value.bias", f"{_OURS_SWIN}.attn.v_bias"),
+    Rule(f"{_SWIN_ATTN}.logit_scale", f"{_OURS_SWIN}.attn.logit_scale"),
+    Rule(f"{_SWIN_ATTN}.continuous_position_bias_mlp.0.{{p}}", f"{_OURS_SWIN}.attn.cpb.fc1.{{p}}"),
+    Rule(f"{_SWIN_ATTN}.continuous_position_bias_mlp.2.{{p}}", f"{_OURS_SWIN}.attn.cpb.fc2.{{p}}"),
+    Rule(f"{_SWIN}.attention.output.dense.{{p}}", f"{_OURS_SWIN}.attn.proj.{{p}}"),
+    Rule(f"{_SWIN}.layernorm_before.{{p}}", f"{_OURS_SWIN}.norm1.{{p}}"),
+    Rule(f"{_SWIN}.layernorm_after.{{p}}", f"{_OURS_SWIN}.norm2.{{p}}"),
+    Rule(f"{_SWIN}.intermediate.dense.{{p}}", f"{_OURS_SWIN}.mlp.fc1.{{p}}"),
+    Rule(f"{_SWIN}.output.dense.{{p}}", f"{_OURS_SWIN}.mlp.fc2.{{p}}"),
+    Rule("backbone.encoder.layers.{i}.downsample.reduction.weight", "backbone.stages.{i}.merge.reduction.weight"),
+    Rule("backbone.encoder.layers.{i}.downsample.norm.{p}", "backbone.stages.{i}.merge.norm.{p}"),
+]
+
+# Buffers some files carry that are recomputed, never read: position indices, coordinate tables.
+SKIPPED = {
+    "beit": (r"backbone\.(beit\.)?encoder\.layers?\.\d+\..*relative_position_index$",
+             r"backbone\.beit\.layers\.\d+\..*relative_position_index$"),
+    "swinv2": (r"backbone\.encoder\.layers\.\d+\.blocks\.\d+\.attention\.self\.(relative_coords_table|relative_position_index)$",),
+}
+
+_BACKBONES = {"vit": VIT, "hybrid": VIT, "beit": BEIT, "swinv2": SWINV2}
+_TABLES: dict[tuple[str, str], KeyTable] = {}
 
 # Segmentation checkpoints are recognised by the BatchNorm in their head.
 SEGMENTATION_MARKER = "head.head.1.running_mean"
+IN_MEMORY_BEIT = "backbone.beit."
 
 
-def table_for(task: str) -> KeyTable:
-    return DEPTH_TABLE if task == DEPTH else SEGMENTATION_TABLE
+def table_for(config: DPTConfig, keys: Iterable[str] = ()) -> KeyTable:
+    """The table for `config`'s family and task; `keys` (a file's) picks transformers' in-memory
+    BEiT names when the file uses them."""
+    family = config.family
+    if family == "beit" and any(k.startswith(IN_MEMORY_BEIT) for k in keys):
+        family = "beit-in-memory"
+    task = config.task or DEPTH
+    if (family, task) not in _TABLES:
+        backbone = BEIT_IN_MEMORY if family == "beit-in-memory" else _BACKBONES[family]
+        head = DEPTH_HEAD if task == DEPTH else SEGMENTATION_HEAD
+        _TABLES[family, task] = KeyTable("transformers", backbone + NECK + head)
+    return _TABLES[family, task]
+
+
+def skipped(config: DPTConfig) -> tuple[str, ...]:
+    """Patterns of keys a transformers file may hold that are dropped on purpose."""
+    return SKIPPED.get(config.family, ())
