@@ -1,9 +1,11 @@
-"""Benchmark: our MiDaS v3.1 models (BEiT, Swin-V2) against transformers' DPTForDepthEstimation.
+"""Benchmark: our MiDaS v3.1 (BEiT, Swin-V2), Depth Anything and DPT-DINOv2 models against transformers'
+DPTForDepthEstimation / DepthAnythingForDepthEstimation.
 
 Full-size architectures of the releases with seeded random weights (no download), one model pair
 per release, both forwards on the same input and weights, interleaved, median of N runs. Prints per
 release: our time, transformers' time and the ratio ours / theirs (target <= 1.0), and the max
-difference relative to transformers' output range (a sanity check, not the parity test).
+difference relative to transformers' output range (a sanity check, not the parity test; DINOv2
+models run at their trained 518x518, where transformers' position rule equals the original's).
 
 CPU (default): float32, batch 1. GPU: --device cuda --dtype bfloat16 --batch 16 prints images/s
 for both (BEiT runs at its trained size, Swin-V2 at its square size).
@@ -25,7 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-DEFAULT = "dpt_beit_base_384,dpt_swin2_tiny_256,dpt_swin2_base_384"
+DEFAULT = "dpt_beit_base_384,dpt_swin2_tiny_256,dpt_swin2_base_384,depth_anything_v2_vits,depth_anything_v2_vitb,dpt_dinov2_small_nyu"
+# facebook/dpt-dinov2-small-*, as transformers' converter builds it (dinov2_dpt.md)
+DINOV2_DPT_SMALL = dict(
+    backbone_config=dict(model_type="dinov2", image_size=518, patch_size=14, hidden_size=384, num_hidden_layers=12,
+                         num_attention_heads=6, out_features=["stage3", "stage6", "stage9", "stage12"],
+                         apply_layernorm=False, reshape_hidden_states=False),
+    neck_hidden_sizes=[48, 96, 192, 384], use_bias_in_fusion_residual=False, add_projection=True,
+)
 
 
 def timed(fn, x: torch.Tensor) -> float:
@@ -41,15 +50,24 @@ def timed(fn, x: torch.Tensor) -> float:
 
 def pair(stem: str, device: str, dtype: torch.dtype):
     """(ours, transformers') for one release: transformers' model with random weights, saved, loaded by us."""
-    from transformers import DPTConfig, DPTForDepthEstimation
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, DPTConfig, DPTForDepthEstimation
 
     from dpt_cli.weights import load_model
     from reference import randomize
-    from midas31 import transformers_config
 
-    theirs = randomize(DPTForDepthEstimation(DPTConfig(**transformers_config(stem))), seed=1)
+    if stem.startswith("depth_anything"):
+        from depth_anything import transformers_config
+
+        theirs = randomize(DepthAnythingForDepthEstimation(DepthAnythingConfig(**transformers_config(stem))), seed=1)
+        last = theirs.head.conv3
+    else:
+        from midas31 import transformers_config
+
+        config = DINOV2_DPT_SMALL if stem == "dpt_dinov2_small_nyu" else transformers_config(stem)
+        theirs = randomize(DPTForDepthEstimation(DPTConfig(**config)), seed=1)
+        last = theirs.head.head[4]
     with torch.no_grad():  # a non-negative last conv: random signs can leave the final ReLU at zero everywhere
-        theirs.head.head[4].weight.abs_()
+        last.weight.abs_()
     with tempfile.TemporaryDirectory() as tmp:
         theirs.save_pretrained(tmp)
         ours = load_model(tmp, dtype=dtype, device=device)
@@ -68,7 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
 
-    from midas31 import image_size
+    from midas31 import image_size as midas_size
+
+    def image_size(stem: str) -> int:
+        return 518 if "dinov2" in stem or stem.startswith("depth_anything") else midas_size(stem)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device} {args.dtype}, batch {args.batch}")
     for stem in args.releases.split(","):

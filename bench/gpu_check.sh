@@ -9,10 +9,10 @@
 #      ours bf16 vs fp32 error; table C eager (model alone, 384x384 bf16, batch 64 img/s, batch 1 ms).
 #   3. bench_pipeline.py --model-only: table C again, eager then torch.compile'd (4 compiles); each row
 #      is printed once measured, so a timeout keeps the rows done.
-#   4. bench_families.py: MiDaS v3.1 BEiT-B-384 and Swin2-T-256 (random weights), ours vs transformers,
-#      bf16 batch 16 img/s for both (the large releases take too long to build for this budget).
+#   4. bench_families.py: MiDaS v3.1 BEiT-B-384, Swin2-T-256 and Depth Anything V2-S (random weights),
+#      ours vs transformers, bf16 batch 16 img/s for both (the large releases take too long to build here).
 # The plain `bench_pipeline.py` does 2 and 3 in one run plus an `ours --compile` row in A, too long
-# for this budget. Steps have their own timeouts (50 + 155 + 105 + 45 s): under 6 minutes on an
+# for this budget. Steps have their own timeouts (40 + 155 + 105 + 60 s): under 6 minutes on an
 # H100 with 16 cores whatever happens; expected about 4 to 5 (compile times not yet measured there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +42,8 @@ step() {  # step SECONDS ARGS...: one timed step; a failure or timeout is report
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
-step 50 bench/bench_pipeline.py --host-only
+step 40 bench/bench_pipeline.py --host-only
 step 155 bench/bench_pipeline.py --no-compile
 step 105 bench/bench_pipeline.py --model-only
-step 45 bench/bench_families.py --device cuda --dtype bfloat16 --batch 16 --runs 5 --releases dpt_beit_base_384,dpt_swin2_tiny_256
+step 60 bench/bench_families.py --device cuda --dtype bfloat16 --batch 16 --runs 5 --releases dpt_beit_base_384,dpt_swin2_tiny_256,depth_anything_v2_vits
 exit $failed

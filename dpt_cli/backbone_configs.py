@@ -1,5 +1,6 @@
-"""The transformer backbones of MiDaS v3.1 (BEiT, Swin-V2): frozen configs, read and written as
-transformers' `BeitConfig` / `Swinv2Config` inside a DPT config's `backbone_config`.
+"""The transformer backbones of MiDaS v3.1 (BEiT, Swin-V2) and of DINOv2 depth models: frozen
+configs, read and written as transformers' `BeitConfig` / `Swinv2Config` / `Dinov2Config` inside a
+DPT (or Depth Anything) config's `backbone_config`.
 
 Only what changes the computation is typed; every other key survives in `extra`. Each failure is
 one ConfigError naming the field (`backbone_config.NAME`).
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 from .config import CONFIG_LIMITS, ConfigError
 
 P = "backbone_config."
-BEIT, SWINV2 = "beit", "swinv2"
+BEIT, SWINV2, DINOV2 = "beit", "swinv2", "dinov2"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,43 @@ class Swinv2Config:
         side = self.grid[0] // 2**stage
         window = min(side, self.window_size)
         return window, (0 if side <= window else self.window_size // 2)
+
+
+@dataclass(frozen=True)
+class Dinov2Config:
+    """DINOv2 ViT (transformers `Dinov2Config`): patch 14, layer scale, optional SwiGLU MLP (giant),
+    a learned position table for the trained grid (37x37 at 518), resized per input."""
+
+    image_size: tuple[int, int] = (518, 518)
+    patch_size: int = 14
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-6
+    use_swiglu_ffn: bool = False
+    qkv_bias: bool = True
+    apply_layernorm: bool = True  # the final LayerNorm on each tapped output (Depth Anything: yes; DPT-DINOv2: no)
+    use_mask_token: bool = True  # a training-only parameter every checkpoint carries
+    out_indices: tuple[int, ...] = (2, 5, 8, 11)  # 0-based blocks whose outputs the neck reads
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    model_type = DINOV2
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def mlp_hidden(self) -> int:
+        """The MLP's hidden width; SwiGLU keeps two thirds of it, rounded up to a multiple of 8."""
+        hidden = int(self.hidden_size * self.mlp_ratio)
+        return (int(hidden * 2 / 3) + 7) // 8 * 8 if self.use_swiglu_ffn else hidden
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        return (self.hidden_size,) * len(self.out_indices)
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -216,6 +254,37 @@ def _windows(raw: Mapping[str, Any]) -> tuple[int, ...]:
     return sizes
 
 
+def parse_dinov2(raw: Mapping[str, Any]) -> Dinov2Config:
+    _require(raw, "reshape_hidden_states", False, True, "DPT's neck reads token sequences (false)")
+    _require(raw, "hidden_act", "gelu", "gelu", "only 'gelu' is supported")
+    if raw.get("num_register_tokens", 0):
+        raise ConfigError(f"field '{P}num_register_tokens': DINOv2 with registers is not supported")
+    layers = _int(raw, "num_hidden_layers", 12, CONFIG_LIMITS["num_hidden_layers"])
+    hidden = _int(raw, "hidden_size", 768, CONFIG_LIMITS["hidden_size"])
+    heads = _int(raw, "num_attention_heads", 12, CONFIG_LIMITS["num_attention_heads"])
+    if hidden % heads:
+        raise ConfigError(f"field '{P}num_attention_heads' ({heads}) must divide hidden_size ({hidden})")
+    cfg = Dinov2Config(
+        image_size=_size_pair(raw, 224),
+        patch_size=_int(raw, "patch_size", 14, CONFIG_LIMITS["patch_size"]),
+        num_channels=_int(raw, "num_channels", 3, CONFIG_LIMITS["num_channels"]),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        mlp_ratio=_number(raw, "mlp_ratio", 4.0, 0.01, 64.0),
+        layer_norm_eps=_number(raw, "layer_norm_eps", 1e-6, 0.0, 1.0),
+        use_swiglu_ffn=_require_bool(raw, "use_swiglu_ffn", False),
+        qkv_bias=_require_bool(raw, "qkv_bias", True),
+        apply_layernorm=_require_bool(raw, "apply_layernorm", True),
+        use_mask_token=_require_bool(raw, "use_mask_token", True),
+        out_indices=_stages(raw, layers),
+        extra=dict(raw),
+    )
+    if min(cfg.grid) < 1:
+        raise ConfigError(f"field '{P}image_size' must be at least one patch ({cfg.patch_size} pixels) a side")
+    return cfg
+
+
 def _require_bool(raw: Mapping[str, Any], name: str, default: bool) -> bool:
     value = raw.get(name, default)
     if not isinstance(value, bool):
@@ -226,12 +295,19 @@ def _require_bool(raw: Mapping[str, Any], name: str, default: bool) -> bool:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def dump(b: BeitConfig | Swinv2Config) -> dict[str, Any]:
+def dump(b: BeitConfig | Swinv2Config | Dinov2Config) -> dict[str, Any]:
     """The backbone_config object transformers reads; unknown keys of the source are kept."""
     side = b.image_size[0] if b.image_size[0] == b.image_size[1] else list(b.image_size)
     common = {"model_type": b.model_type, "image_size": side, "patch_size": b.patch_size, "num_channels": b.num_channels,
               "layer_norm_eps": b.layer_norm_eps, "hidden_act": "gelu"}
-    if isinstance(b, BeitConfig):
+    if isinstance(b, Dinov2Config):
+        stages = [i + 1 for i in b.out_indices]
+        own = {"hidden_size": b.hidden_size, "num_hidden_layers": b.num_hidden_layers, "num_attention_heads": b.num_attention_heads,
+               # transformers types Dinov2Config.mlp_ratio as an int
+               "mlp_ratio": int(b.mlp_ratio) if b.mlp_ratio.is_integer() else b.mlp_ratio,
+               "use_swiglu_ffn": b.use_swiglu_ffn, "qkv_bias": b.qkv_bias,
+               "apply_layernorm": b.apply_layernorm, "use_mask_token": b.use_mask_token, "reshape_hidden_states": False}
+    elif isinstance(b, BeitConfig):
         stages = [i + 1 for i in b.out_indices]
         scale = b.extra.get("layer_scale_init_value", 0.1) if b.layer_scale else 0.0
         own = {"hidden_size": b.hidden_size, "num_hidden_layers": b.num_hidden_layers, "num_attention_heads": b.num_attention_heads,
@@ -250,12 +326,12 @@ def dump(b: BeitConfig | Swinv2Config) -> dict[str, Any]:
 # transformers' DPTConfig defaults for the ViT fields, which a DPT with a backbone_config does not use.
 UNUSED_VIT_FIELDS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
                      "backbone_out_indices": [2, 5, 8, 11], "reassemble_factors": [4, 2, 1, 0.5]}
-PARSERS = {BEIT: parse_beit, SWINV2: parse_swinv2}
+PARSERS = {BEIT: parse_beit, SWINV2: parse_swinv2, DINOV2: parse_dinov2}
 
 
-def check_in_dpt(backbone: BeitConfig | Swinv2Config, neck_hidden_sizes: tuple[int, ...], task: str | None) -> None:
+def check_in_dpt(backbone: BeitConfig | Swinv2Config | Dinov2Config, neck_hidden_sizes: tuple[int, ...], task: str | None) -> None:
     """What the DPT fields must say for this backbone; a ConfigError names the field."""
-    name = "BEiT" if isinstance(backbone, BeitConfig) else "Swin-V2"
+    name = {BEIT: "BEiT", SWINV2: "Swin-V2", DINOV2: "DINOv2"}[backbone.model_type]
     if task not in (None, "depth"):
         raise ConfigError(f"field 'architectures': dpt runs {name} backbones for depth only (DPTForDepthEstimation)")
     if isinstance(backbone, Swinv2Config) and tuple(neck_hidden_sizes) != backbone.stage_widths:

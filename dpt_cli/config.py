@@ -36,6 +36,7 @@ CONFIG_LIMITS: dict[str, int] = {
     "patch_size": 256,
     "num_channels": 64,
     "fusion_hidden_size": 8192,
+    "head_hidden_size": 8192,
     "neck_hidden_sizes": 8192,
     "reassemble_factors": 32,  # up-sample at most x32, down-sample at most /32
     "image_size": 16384,  # each side
@@ -81,7 +82,9 @@ class DPTConfig:
     """Everything that defines a DPT network; field names follow transformers' `DPTConfig`.
 
     `depth_scale`, `depth_shift` and `invert_depth` are ours: metric models (KITTI, NYU) turn the
-    head's output x into metres as `1 / max(depth_scale * x + depth_shift, 1e-8)`.
+    head's output x into metres as `1 / max(depth_scale * x + depth_shift, 1e-8)`. A Depth Anything
+    config (transformers' `DepthAnythingConfig`) is read into the same fields, with `model_type`
+    "depth_anything" (see `dpt_cli.config_depth_anything`).
     """
 
     hidden_size: int
@@ -113,6 +116,12 @@ class DPTConfig:
     depth_scale: float | None = None
     depth_shift: float | None = None
     invert_depth: bool = False
+    # Depth Anything (`model_type` "depth_anything"): its head's hidden width and output; DINOv2-DPT
+    # (the dinov2 depther): `max_depth` clamps its metres as the original does
+    model_type: str = "dpt"
+    head_hidden_size: int = 32
+    depth_estimation_type: str = "relative"
+    max_depth: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -125,7 +134,18 @@ class DPTConfig:
     @property
     def token_width(self) -> int:
         """Width of the tokens the neck reassembles (the transformer's hidden size)."""
-        return self.backbone_config.hidden_size if self.family == "beit" else self.hidden_size
+        return self.backbone_config.hidden_size if self.family in ("beit", "dinov2") else self.hidden_size
+
+    @property
+    def is_depth_anything(self) -> bool:
+        return self.model_type == "depth_anything"
+
+    @property
+    def depth_anything_version(self) -> int:
+        """1 when the head reads the last four blocks (V1's choice), else 2 (its outputs go back to the
+        photo differently)."""
+        layers = self.backbone_config.num_hidden_layers
+        return 1 if self.backbone_config.out_indices == tuple(range(layers - 4, layers)) else 2
 
     @property
     def num_labels(self) -> int:
@@ -140,7 +160,11 @@ class DPTConfig:
 
     @property
     def is_metric(self) -> bool:
-        return self.depth_scale is not None or self.invert_depth
+        """Whether the output is metres (else inverse relative depth). Every DINOv2-DPT release is
+        metric (NYU, KITTI); Depth Anything says so in `depth_estimation_type`."""
+        if self.is_depth_anything:
+            return self.depth_estimation_type == "metric"
+        return self.depth_scale is not None or self.invert_depth or self.family == "dinov2"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "DPTConfig":
@@ -150,6 +174,10 @@ class DPTConfig:
         return parse_dpt(raw)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.is_depth_anything:
+            from .config_depth_anything import dump_depth_anything
+
+            return dump_depth_anything(self)
         return _dump_dpt(self)
 
     @classmethod
@@ -197,8 +225,8 @@ def _read_bounded(path: Path) -> str:
 
 # --- writing ---------------------------------------------------------------------------------
 
-_OURS = ("task", "id2label", "backbone_config", "extra")
-_OURS_ONLY = ("depth_scale", "depth_shift", "invert_depth")
+_OURS = ("task", "id2label", "backbone_config", "extra", "model_type", "head_hidden_size", "depth_estimation_type")
+_OURS_ONLY = ("depth_scale", "depth_shift", "invert_depth", "max_depth")
 
 
 def _dump_dpt(c: DPTConfig) -> dict[str, Any]:

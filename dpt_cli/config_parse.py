@@ -201,7 +201,7 @@ def _check_kind(raw: Mapping[str, Any]) -> str | None:
 
     model_type = raw.get("model_type", "dpt")
     if model_type != "dpt":
-        raise ConfigError(f"field 'model_type' is {shown_value(model_type)}, not 'dpt'")
+        raise ConfigError(f"field 'model_type' is {shown_value(model_type)}, not 'dpt' or 'depth_anything'")
     backbone = raw.get("backbone_config")
     kind = backbone.get("model_type") if isinstance(backbone, Mapping) else raw.get("backbone")
     family = kind if isinstance(kind, str) and kind in PARSERS and not raw.get("is_hybrid") else None
@@ -228,6 +228,7 @@ def _parse_scalars(raw: Mapping[str, Any]) -> dict[str, Any]:
     cfg["use_bias_in_fusion_residual"] = _get(raw, "use_bias_in_fusion_residual", None, _is_bool, "true or false")
     cfg["depth_scale"] = _get(raw, "depth_scale", None, _is_number, "a finite number")
     cfg["depth_shift"] = _get(raw, "depth_shift", None, _is_number, "a finite number")
+    cfg["max_depth"] = _get(raw, "max_depth", None, lambda v: _is_number(v) and v > 0, "a positive number")
     cfg["hidden_act"] = _get(raw, "hidden_act", "gelu", lambda v: v in SUPPORTED_ACTIVATIONS, f"one of {SUPPORTED_ACTIVATIONS}")
     cfg["readout_type"] = _get(raw, "readout_type", "project", lambda v: v in ("ignore", "add", "project"), "'ignore', 'add' or 'project'")
     return cfg
@@ -267,6 +268,10 @@ def parse_dpt(raw: Mapping[str, Any]) -> DPTConfig:
     from .backbone_configs import PARSERS, UNUSED_VIT_FIELDS, check_in_dpt
 
     _check_nesting(raw)
+    if raw.get("model_type") == "depth_anything":
+        from .config_depth_anything import parse_depth_anything
+
+        return parse_depth_anything(raw)
     family = _check_kind(raw)
     extra = dict(raw)
     if family is not None:

@@ -21,7 +21,7 @@ from reference import ADE, VARIANTS, make_reference
 # A fixed seed per variant, not per call order (which depends on which tests run first), chosen so
 # that the random model's depth is non-zero almost everywhere: with some seeds the final ReLU
 # zeroes the whole output, and a comparison of zeros with zeros proves nothing.
-SEEDS = {"large_shaped": 2, "readout_add": 2, "readout_ignore": 3, "projection": 1, "hybrid": 0}
+SEEDS = {"large_shaped": 2, "readout_add": 2, "readout_ignore": 3, "projection": 1, "hybrid": 0, "dinov2_dpt": 1, "depth_anything": 4}
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,26 @@ VARIANTS = {
     "hybrid_seg": dict(HYBRID, **SEG),
     "beit": TINY_BEIT,
     "swinv2": TINY_SWINV2,
+    "dinov2_dpt": None,  # filled below
+    "depth_anything": None,
+    "depth_anything_metric": None,
 }
+# DINOv2 families, shrunk: trained at 56 (a 4x4 grid of 14-pixel patches); taps spread through the
+# blocks as V2's are (tapping the last four is V1's mark, which changes the post-processing)
+TINY_DINOV2 = dict(
+    model_type="dinov2", image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=6, num_attention_heads=2,
+    out_features=["stage1", "stage3", "stage5", "stage6"], reshape_hidden_states=False,
+)
+VARIANTS["dinov2_dpt"] = dict(  # facebook/dpt-dinov2-*: projection head, no fusion bias, final norm off
+    backbone_config=dict(TINY_DINOV2, apply_layernorm=False), neck_hidden_sizes=[8, 16, 32, 32],
+    fusion_hidden_size=256, add_projection=True, use_bias_in_fusion_residual=False,
+)
+TINY_DEPTH_ANYTHING = dict(
+    kind="depth_anything", backbone_config=dict(TINY_DINOV2, apply_layernorm=True), reassemble_hidden_size=32,
+    neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+)
+VARIANTS["depth_anything"] = TINY_DEPTH_ANYTHING
+VARIANTS["depth_anything_metric"] = dict(TINY_DEPTH_ANYTHING, depth_estimation_type="metric", max_depth=20)
 # Built on demand only (not part of every parity sweep): an ADE20K-labelled segmentation model.
 ADE = dict(TINY_VIT, use_batch_norm_in_fusion_residual=True, task="segmentation")
 
@@ -104,6 +123,10 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def make_reference(spec: dict, seed: int = 0):
     spec = dict(spec)
     task = spec.pop("task", "depth")
+    if spec.pop("kind", None) == "depth_anything":
+        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
+
+        return randomize(DepthAnythingForDepthEstimation(DepthAnythingConfig(**spec)), seed)
     cls = DPTForSemanticSegmentation if task == "segmentation" else DPTForDepthEstimation
     return randomize(cls(HFConfig(**spec)), seed)
 
@@ -111,7 +134,7 @@ def make_reference(spec: dict, seed: int = 0):
 def reference_output(model, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out = model(pixel_values=x)
-    return out.predicted_depth if isinstance(model, DPTForDepthEstimation) else out.logits
+    return out.logits if isinstance(model, DPTForSemanticSegmentation) else out.predicted_depth
 
 
 def reference_any_size(model, x: torch.Tensor) -> torch.Tensor:

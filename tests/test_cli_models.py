@@ -87,3 +87,13 @@ def test_images_found_by_content(saved_models, tmp_path):
     result = run_cli("depth", tmp_path / "in", "-o", tmp_path / "out", "-m", folder)
     assert result.code == 0, result.err
     assert (tmp_path / "out" / "snapshot.png").exists() and len(list((tmp_path / "out").iterdir())) == 2
+
+
+@pytest.mark.parametrize("factor", [0, -1, "x", 1e-320])
+def test_bad_rescale_factor_is_one_line(saved_models, tmp_path, factor):
+    folder, _ = saved_models("large_shaped")
+    local = tmp_path / "model"
+    shutil.copytree(folder, local)
+    (local / "preprocessor_config.json").write_text(json.dumps({"size": 384, "rescale_factor": factor}))
+    result = run_cli("depth", photo(tmp_path / "p.png"), "-o", tmp_path / "d.png", "-m", local)
+    assert result.code == 2 and "rescale_factor" in result.err and "Traceback" not in result.err, result.err

@@ -15,7 +15,8 @@ TOL = 1e-4
 def test_square_input_matches_transformers(saved_models, name):
     folder, ref = saved_models(name)
     ours = load_model(folder)
-    x = torch.randn(2, 3, 64, 64)
+    side = 56 if "dinov2" in name or "depth_anything" in name else 64  # the DINOv2 tiny models' trained size
+    x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         got = ours(x)
     assert rel_err(got, reference_output(ref, x)) <= TOL
@@ -78,3 +79,11 @@ def test_unusual_reassemble_factors_fuse_by_two(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert rel_err(load_model(tmp_path)(x), reference_output(ref, x)) <= TOL
+
+
+def test_metric_fields_never_touch_segmentation_logits(saved_models, tmp_path):
+    folder, ref = saved_models("seg")
+    odd = metric_copy(folder, tmp_path / "odd", {"depth_scale": 2.0, "depth_shift": 1.0})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert rel_err(load_model(odd)(x), reference_output(ref, x)) <= TOL

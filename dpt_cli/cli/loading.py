@@ -22,7 +22,7 @@ def load(folder: Path, spec: str, dtype=None, device="cpu"):
     from ..weights.load import load_model
 
     try:
-        return load_model(folder, dtype=dtype, device=device, official=is_official(spec))
+        return load_model(folder, dtype=dtype, device=device, official=spec if is_official(spec) else False)
     except UsageError:
         raise
     except DPTError as exc:

@@ -143,7 +143,8 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep)
+            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep,
+                  request.size is not None or not request.keep_aspect)
         runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note, cluster)
         torch.set_grad_enabled(False)
         with reporter:
@@ -219,12 +220,15 @@ def _plan(asked: Asked, inputs: list[str]):
 
 
 def _preprocess(spec: str, folder: Path, config, task: str, request: Request):
-    """The official models get the original preprocessing; other folders their own config."""
+    """The official models get the original preprocessing, and so do folders `dpt convert` wrote
+    from DINOv2 originals (transformers' processor cannot say 'lower bound'); other folders follow
+    their own config."""
     from ..pipeline import preprocess
     from ..weights import hub
 
+    original = hub.is_official(spec) or (config.family == "dinov2" and (folder / "conversion.json").is_file())
     try:
-        prep = preprocess.original(task, config) if hub.is_official(spec) else preprocess.from_folder(folder, task, config)
+        prep = preprocess.original(task, config) if original else preprocess.from_folder(folder, task, config)
     except DPTError as exc:
         raise UsageError(str(exc)) from None
     return preprocess.with_options(prep, request.size, False if not request.keep_aspect else None)
@@ -235,8 +239,10 @@ def _at_trained_square(c, prep) -> bool:
     return c.family == "swinv2" and tuple(prep.size) == tuple(c.backbone_config.image_size) and not prep.keep_aspect
 
 
-def _warn(reporter, model, formats: list[str], half_on_cpu: bool, prep) -> None:
+def _warn(reporter, model, formats: list[str], half_on_cpu: bool, prep, resize_asked: bool) -> None:
     c = model.config
+    if prep.pads and resize_asked:
+        reporter.note("--size and --no-keep-aspect do not apply: this model runs each photo at its own size, padded to multiples of 14")
     if c.family == "swinv2" and not _at_trained_square(c, prep):
         side = "x".join(map(str, c.backbone_config.image_size))
         reporter.note(f"this Swin-V2 model was trained at {side}, the only size the original runs it at; "

@@ -49,3 +49,26 @@ class SegmentationHead(nn.Module):
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         return x
+
+
+class DepthAnythingHead(nn.Module):
+    """Depth Anything's head: fused map (B, F, 8h, 8w) -> depth (B, 14h, 14w) for an (h, w) token grid.
+
+    conv3x3 F->F/2, bilinear (align_corners=True) straight to the network input size, conv3x3 ->
+    `hidden`, ReLU, conv1x1 -> 1, then ReLU (relative: inverse depth) or sigmoid x `max_depth`
+    (metric: metres).
+    """
+
+    def __init__(self, features: int, hidden: int = 32, max_depth: float | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(features // 2, hidden, 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden, 1, 1)
+        self.max_depth = max_depth
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        x = F.interpolate(self.conv1(x), size=size, mode="bilinear", align_corners=True)
+        x = self.conv3(F.relu(self.conv2(x)))
+        if self.max_depth is None:
+            return F.relu(x).squeeze(1)
+        return (torch.sigmoid(x) * self.max_depth).squeeze(1)

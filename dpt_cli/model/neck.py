@@ -102,8 +102,8 @@ class Neck(nn.Module):
             for _ in c.neck_hidden_sizes
         )
         self.ignored = ignored
-        # MiDaS v3.1 resizes each fused map to the next stage's size; DPT (and transformers) by x2
-        self.follow_sizes = c.family in ("beit", "swinv2")
+        # MiDaS v3.1 and Depth Anything resize each fused map to the next stage's size; DPT by x2
+        self.follow_sizes = c.family in ("beit", "swinv2") or c.is_depth_anything
 
     def _next_size(self, maps: list[torch.Tensor], i: int) -> tuple[int, int] | None:
         return tuple(maps[i - 1].shape[-2:]) if self.follow_sizes and i > 0 else None

@@ -144,6 +144,10 @@ class Engine:
         self.notice(f"out of memory at batch {padded.shape[0]}: batch size now {self.batch_size}")
         return self._forward(x)
 
+    def _padded(self, job: Job) -> tuple[int, int] | None:
+        """The network input a photo was centre-padded to (DINOv2-DPT), else None (it was resized)."""
+        return job.net if self.preprocess.pads else None
+
     def _sync(self) -> None:
         if self.profile.enabled and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -156,7 +160,7 @@ class Engine:
             with self.profile.stage("postprocess"):
                 if self.settings.task == SEGMENTATION:
                     return labels_to_size(y, job.size)
-                return DepthMap.of(depth_to_size(y, job.size), self.settings.value_range)
+                return DepthMap.of(depth_to_size(y, job.size, back=self.preprocess.back, padded=self._padded(job)), self.settings.value_range)
 
         return fetch
 
@@ -170,7 +174,7 @@ class Engine:
                 return ids
 
             return labels
-        depth = depth_to_size(y, job.size, on_device=True)
+        depth = depth_to_size(y, job.size, on_device=True, back=self.preprocess.back, padded=self._padded(job))
         bounds, maps = quantise_on_device(depth, self.settings.value_range, self._bits)
         wait = to_host([counts, bounds, *maps.values(), *([depth] if self._needs_float else [])])
 

@@ -21,6 +21,8 @@ from typing import Callable, TypeVar
 import numpy as np
 import torch
 
+from .preprocess import CORNERS, CUBIC, LINEAR, padding
+from .resample import CORNERS as CORNERS_KERNEL
 from .resample import plan_tiles, resize, tile_slices
 
 TILE_BYTES = 256 << 20  # bound on the transient memory of the resize back to photo size
@@ -44,25 +46,40 @@ def tile_plan(x: torch.Tensor, size: tuple[int, int], finish_bytes: int) -> tupl
 Out = TypeVar("Out", np.ndarray, torch.Tensor)
 
 
-def _to_size(x: torch.Tensor, out: Out, finish: Callable[[torch.Tensor], torch.Tensor], finish_bytes: int) -> Out:
+def _to_size(
+    x: torch.Tensor, out: Out, finish: Callable[[torch.Tensor], torch.Tensor], finish_bytes: int,
+    kernel: bool | str = True, padded: tuple[int, int] | None = None,
+) -> Out:
     """Fill `out` (H, W) with finish(resized tile) for x (k, h, w), tile by tile; returns `out`.
 
     `out` is a numpy array (tiles travel to the host one by one) or a tensor on x's device.
+    kernel: see `resample.resize`. padded: x is resized to this (Hp, Wp) instead, of which `out`
+    is the centred (H, W) window (the photo inside its centre-padded network input).
     """
     size = tuple(out.shape)
+    full, (top, left) = (padded, padding(size, padded)) if padded else (size, (0, 0))
     on_host = isinstance(out, np.ndarray)
     for rows, cols in tile_slices(size, tile_plan(x, size, finish_bytes)):
-        tile = finish(resize(x, size, rows=rows, cols=cols, dtype=COMPUTE))
+        window = slice(rows.start + top, rows.stop + top), slice(cols.start + left, cols.stop + left)
+        tile = finish(resize(x, full, kernel, rows=window[0], cols=window[1], dtype=COMPUTE))
         out[rows, cols] = tile.cpu().numpy() if on_host else tile
     return out
 
 
-def depth_to_size(pred: torch.Tensor, size: tuple[int, int], on_device: bool = False) -> np.ndarray | torch.Tensor:
+def depth_to_size(
+    pred: torch.Tensor, size: tuple[int, int], on_device: bool = False, back: str = CUBIC, padded: tuple[int, int] | None = None
+) -> np.ndarray | torch.Tensor:
     """(h, w) network-resolution depth (any float dtype) -> (H, W) float32: numpy, or a tensor
-    on pred's device with `on_device` (the same values)."""
+    on pred's device with `on_device` (the same values).
+
+    back: the family's resize (`preprocess.CUBIC`, `LINEAR`, `CORNERS`). padded: the centre-padded
+    network input's size, when the photo was padded rather than resized (DINOv2-DPT): the depth is
+    resized to it and the padding cropped, as the dinov2 depther does.
+    """
     out = torch.empty(size, dtype=COMPUTE, device=pred.device) if on_device else np.empty(size, dtype=np.float32)
+    kernel = {CUBIC: True, LINEAR: False, CORNERS: CORNERS_KERNEL}[back]
     # finish: the (1, r, c) tile's plane as is; its host copy (from a GPU) is 4 B a pixel
-    return _to_size(pred[None], out, lambda tile: tile[0], 4)
+    return _to_size(pred[None], out, lambda tile: tile[0], 4, kernel, padded)
 
 
 @lru_cache(maxsize=8)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 A = -0.75  # OpenCV's and PyTorch's bicubic coefficient
+CORNERS = "corners"
 # Taps of axes up to this many outputs are cached whole (at most 1 MiB an entry); longer axes (a
 # 1 x 10^7 strip would cache 640 MB) get their taps computed per tile, with the same float64 math.
 CACHED_AXIS = 1 << 14
@@ -44,19 +45,24 @@ def _cubic(t: np.ndarray) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
-def _taps(n_in: int, n_out: int, cubic: bool, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+def _taps(n_in: int, n_out: int, cubic: bool | str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (int64) and weights (float64), both (stop - start, k), of outputs start..stop-1.
+
+    cubic: True bicubic, False bilinear (both half-pixel centred), CORNERS bilinear with
+    align_corners=True (the kernel wherever `cubic` is passed on below).
 
     Elementwise float64 math: the rows of a range equal the same rows of the whole axis bitwise.
     """
-    f = (np.arange(start, stop) + 0.5) * (n_in / n_out) - 0.5
-    if cubic:
-        s = np.floor(f)
-        t = f - s
-        offsets = np.arange(-1, 3)
-        weights = _cubic(t[:, None] - offsets[None, :])
+    if cubic == CORNERS:  # bilinear with align_corners=True: the corner pixels' centres coincide
+        f = np.arange(start, stop) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
     else:
-        f = np.maximum(f, 0.0)
+        f = (np.arange(start, stop) + 0.5) * (n_in / n_out) - 0.5
+    if cubic and cubic != CORNERS:
+        s = np.floor(f)
+        offsets = np.arange(-1, 3)
+        weights = _cubic((f - s)[:, None] - offsets[None, :])
+    else:
+        f = np.maximum(f, 0.0)  # a no-op with align_corners
         s = np.floor(f)
         t = f - s
         offsets = np.arange(0, 2)

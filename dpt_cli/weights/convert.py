@@ -24,6 +24,7 @@ from ..errors import DPTError, UsageError
 from ..text import os_reason, shown
 from .convert_target import check_destination, remove_stale, write_atomically
 from .files import load_pickled
+from . import depth_anything_layout as depth_anything
 from . import midas31_layout as midas31
 from .isl_org_layout import SKIPPED, NotADPTCheckpoint, detect_config, table
 from .keymap import KeyMismatch
@@ -109,9 +110,16 @@ def choose_variant(requested: str, path: Path, config: DPTConfig) -> Variant:
     return variant
 
 
-def preprocessor_config(variant: Variant) -> dict:
-    """The original scripts' preprocessing, in transformers' DPTImageProcessor vocabulary."""
+def preprocessor_config(variant: Variant, config: DPTConfig | None = None) -> dict:
+    """The original scripts' preprocessing, in transformers' DPTImageProcessor vocabulary (Depth
+    Anything: as transformers' converter writes it; dpt runs a converted folder with the original's
+    'lower bound' resize, see `pipeline.preprocess.original`)."""
     h, w = variant.size
+    if config is not None and config.is_depth_anything:
+        return {"image_processor_type": "DPTImageProcessor", "do_resize": True, "size": {"height": h, "width": w},
+                "keep_aspect_ratio": True, "ensure_multiple_of": config.backbone_config.patch_size, "resample": 3,
+                "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_pad": False}
     return {
         "image_processor_type": "DPTImageProcessor",
         "do_resize": True,
@@ -164,6 +172,8 @@ def _detect(state: dict, src: Path, variant: str):
     """(config, variant, key table, skipped-key patterns) of an original file, from its keys and shapes."""
     family = midas31.family_of(state)
     try:
+        if depth_anything.is_depth_anything(state):
+            return _detect_depth_anything(state, src, variant)
         if family is None:
             config = detect_config(state, ade20k.id2label())
             chosen = choose_variant(variant, src, config)
@@ -176,11 +186,22 @@ def _detect(state: dict, src: Path, variant: str):
         raise
     except DPTError as exc:
         raise NotADPTCheckpoint(f"{src}: {exc}") from None
+    except (IndexError, ValueError, ZeroDivisionError) as exc:  # shapes that no release has
+        raise NotADPTCheckpoint(f"{src}: not a checkpoint layout dpt knows: {exc}") from None
     side = config.backbone_config.image_size
     name = release.name if release else f"{family} (not a release name: read from the weights)"
     chosen = Variant(name, "depth", side, description=f"MiDaS v3.1 relative depth ({'dpt_' + name if release else family})",
                      keep_aspect=family == "beit")
     return config, chosen, midas31.TABLES[family], midas31.SKIPPED
+
+
+def _detect_depth_anything(state: dict, src: Path, variant: str):
+    chosen, letter = depth_anything.choose_variant(src.name, variant)
+    config = depth_anything.detect_config(state, chosen, letter)
+    side = config.backbone_config.image_size
+    what = f"metric depth in metres, up to {chosen.max_depth:g}" if chosen.max_depth else "relative inverse depth"
+    described = Variant(chosen.name, "depth", side, description=f"Depth Anything V{chosen.version}, {what}", keep_aspect=True)
+    return config, described, depth_anything.TABLE, ()
 
 
 def _convert(src: Path, dst: Path, variant: str, dtype, verify: bool, force: bool, progress, hashing: Future) -> Report:
@@ -218,7 +239,7 @@ def _convert(src: Path, dst: Path, variant: str, dtype, verify: bool, force: boo
 def _write_weights(tmp: Path, model, variant: Variant, src: Path, dtype, progress) -> None:
     meta = {"source": src.name, "variant": variant.name}
     save_model(model, tmp, metadata=meta, dtype=dtype, progress=(lambda d, t: progress("writing", d, t)) if progress else None)
-    (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(variant), indent=2) + "\n")
+    (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(variant, model.config), indent=2) + "\n")
 
 
 def _write_provenance(tmp: Path, variant: Variant, src: Path, report: Report, dtype) -> None:
@@ -228,11 +249,19 @@ def _write_provenance(tmp: Path, variant: Variant, src: Path, report: Report, dt
     (tmp / "conversion.json").write_text(json.dumps(provenance, indent=2) + "\n")
 
 
+def _origin(c: DPTConfig) -> str:
+    if c.is_depth_anything:
+        return "DepthAnything/Depth-Anything-V2 or LiheYoung/Depth-Anything (licence per model size: see the release)"
+    return f"{'isl-org/MiDaS v3.1' if c.family in ('beit', 'swinv2') else 'isl-org/DPT'} (MIT licence)"
+
+
 def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> str:
     c = report.config
     output = (
         "depth in metres: 1 / max(depth_scale * x + depth_shift, 1e-8)"
         if variant.depth_scale is not None
+        else f"depth in metres (0 to {c.max_depth:g})"
+        if c.is_depth_anything and c.is_metric
         else "logits over the 150 ADE20K classes (0-based id2label)"
         if c.task == SEGMENTATION
         else "inverse relative depth (larger is nearer, no unit)"
@@ -249,6 +278,6 @@ def _readme(src: Path, variant: Variant, report: Report, dtype: torch.dtype) -> 
         "bicubic, mean/std 0.5\n"
         f"- dtype: {str(dtype).removeprefix('torch.')}\n\n"
         "Loads with `dpt depth --model DIR` / `dpt segment --model DIR` and with transformers'\n"
-        "`DPTForDepthEstimation` / `DPTForSemanticSegmentation.from_pretrained(DIR)`.\n"
-        f"Original weights: {'isl-org/MiDaS v3.1' if c.family in ('beit', 'swinv2') else 'isl-org/DPT'} (MIT licence).\n"
+        f"{'`DepthAnythingForDepthEstimation`' if c.is_depth_anything else '`DPTForDepthEstimation` / `DPTForSemanticSegmentation`'}.from_pretrained(DIR).\n"
+        f"Original weights: {_origin(c)}.\n"
     )

@@ -19,7 +19,16 @@ ALIASES = {
     "swinv2-large-384": "Intel/dpt-swinv2-large-384",
     "swinv2-base-384": "Intel/dpt-swinv2-base-384",
     "swinv2-tiny-256": "Intel/dpt-swinv2-tiny-256",
+    # Depth Anything V2 (relative; metric indoor = Hypersim, 20 m; outdoor = VKITTI, 80 m) and V1
+    **{f"da2-{s}": f"depth-anything/Depth-Anything-V2-{s.title()}-hf" for s in ("small", "base", "large")},
+    **{f"da2-metric-{where}-{s}": f"depth-anything/Depth-Anything-V2-Metric-{where.title()}-{s.title()}-hf"
+       for where in ("indoor", "outdoor") for s in ("small", "base", "large")},
+    **{f"da1-{s}": f"LiheYoung/depth-anything-{s}-hf" for s in ("small", "base", "large")},
+    # DPT on DINOv2 (metres; NYU up to 10 m, KITTI up to 80 m)
+    **{f"dinov2-{s}-{d}": f"facebook/dpt-dinov2-{s}-{d}" for s in ("small", "base", "large", "giant") for d in ("nyu", "kitti")},
 }
+# The dinov2 depther clamps its metres to the range the head was trained for
+DINOV2_MAX_DEPTH = {"nyu": 10.0, "kitti": 80.0}
 # The weights of the BEiT releases were trained with layer-norm eps 1e-6; the Intel configs say
 # 1e-12 (transformers' default), which moves the output by ~3e-4 of its range.
 ORIGINAL_BEIT_EPS = 1e-6
@@ -34,7 +43,8 @@ class ModelNotFound(UsageError):
 
 def is_official(spec: str) -> bool:
     """Whether `spec` names one of the isl-org releases on the hub (an alias or an Intel/dpt-* id):
-    those run with the original code's preprocessing and numerics, whatever their files say. A local
+    (and the Depth Anything and DINOv2-DPT ones): those run with the original code's preprocessing
+    and numerics, whatever their files say. A local
     folder of that name is not: `resolve` reads the folder, so its own files decide."""
     if spec not in ALIASES and spec not in ALIASES.values():
         return False
@@ -44,13 +54,18 @@ def is_official(spec: str) -> bool:
         return True
 
 
-def with_original_numerics(config):
-    """An official model's config as the original code ran it: BEiT's layer-norm eps 1e-6."""
+def with_original_numerics(config, spec: str = ""):
+    """An official model's config as the original code ran it: BEiT's layer-norm eps 1e-6; the
+    dinov2 depther's depth range (10 m for the NYU heads, 80 m for KITTI's) for DINOv2-DPT."""
     from dataclasses import replace
 
-    if config.family != "beit":
-        return config
-    return config.replace(backbone_config=replace(config.backbone_config, layer_norm_eps=ORIGINAL_BEIT_EPS))
+    if config.family == "beit":
+        return config.replace(backbone_config=replace(config.backbone_config, layer_norm_eps=ORIGINAL_BEIT_EPS))
+    if config.family == "dinov2" and not config.is_depth_anything:
+        repo = ALIASES.get(spec, spec)
+        depth = next((m for name, m in DINOV2_MAX_DEPTH.items() if repo.endswith(f"-{name}")), None)
+        return config.replace(max_depth=depth) if depth else config
+    return config
 
 
 def resolve(spec: str) -> Path:

@@ -4,8 +4,9 @@ A table is a list of `Rule(foreign, ours, slot)`. Both sides are templates in wh
 stands for one dotted component that is copied across (`{rest}` may span several). Three
 placeholders are special: `{rev}` is a fusion-block index counted from the other end (foreign
 layouts number fusion blocks deepest first; we number them by stage), `{one}` is 1-based in the
-foreign layout and 0-based in ours, and a rule with a `slot`
-maps a foreign tensor onto rows slot*D:(slot+1)*D of a fused tensor of ours (q, k, v -> qkv).
+foreign layout and 0-based in ours, and a rule with a `slot` maps a foreign tensor onto rows
+slot*D:(slot+1)*D of a fused tensor of ours made of `parts` such pieces (q, k, v -> qkv: 3;
+SwiGLU's gate, up -> fc1: 2).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Rule:
     foreign: str
     ours: str
     slot: int | None = None
+    parts: int = NUM_SLOTS
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -76,11 +78,15 @@ class KeyTable:
         self._bwd = [(_compile(r.ours), r) for r in rules]
 
     def map_foreign_key(self, key: str) -> tuple[str, int | None] | None:
+        rule, name = self._match(key)
+        return None if rule is None else (name, rule.slot)
+
+    def _match(self, key: str) -> tuple[Rule | None, str]:
         for pattern, rule in self._fwd:
             m = pattern.match(key)
             if m:
-                return _fill(rule.ours, m.groupdict(), to_ours=True), rule.slot
-        return None
+                return rule, _fill(rule.ours, m.groupdict(), to_ours=True)
+        return None, ""
 
     def to_ours(
         self, state: Mapping[str, torch.Tensor], expected: Iterable[str], skip: Iterable[str] = ()
@@ -91,22 +97,23 @@ class KeyTable:
         """
         skips = [re.compile(s) for s in skip]
         out: dict[str, torch.Tensor] = {}
-        parts: dict[str, dict[int, torch.Tensor]] = {}
+        pieces: dict[str, dict[int, torch.Tensor]] = {}
+        counts: dict[str, int] = {}
         unexpected = []
         for key, tensor in state.items():
-            hit = self.map_foreign_key(key)
-            if hit is None:
+            rule, ours = self._match(key)
+            if rule is None:
                 if not any(s.match(key) for s in skips):
                     unexpected.append(key)
                 continue
-            ours, slot = hit
-            if slot is None:
+            if rule.slot is None:
                 out[ours] = tensor
             else:
-                parts.setdefault(ours, {})[slot] = tensor
-        for ours, slots in parts.items():
-            if sorted(slots) == list(range(NUM_SLOTS)):
-                out[ours] = torch.cat([slots[i] for i in range(NUM_SLOTS)], dim=0)
+                pieces.setdefault(ours, {})[rule.slot] = tensor
+                counts[ours] = rule.parts
+        for ours, slots in pieces.items():
+            if sorted(slots) == list(range(counts[ours])):
+                out[ours] = torch.cat([slots[i] for i in range(counts[ours])], dim=0)
         expected = set(expected)
         unexpected += [k for k in out if k not in expected]
         missing = expected - out.keys()
@@ -129,7 +136,7 @@ class KeyTable:
                 if rule.slot is None:
                     out[foreign] = tensor
                     break
-                out[foreign] = tensor.chunk(NUM_SLOTS, dim=0)[rule.slot]  # a view: no copy
+                out[foreign] = tensor.chunk(rule.parts, dim=0)[rule.slot]  # a view: no copy
             if not matched:
                 unmapped.append(key)
         if unmapped:

@@ -73,6 +73,8 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
         return
     family, b = config.family, config.backbone_config
     fields, prefix, dims = (config, "", _FIELD_DIMS) if family in ("vit", "hybrid") else (b, "backbone_config.", _BEIT_DIMS)
+    if family == "dinov2":
+        dims = _FIELD_DIMS[:5]  # its MLP width is mlp_ratio's (and SwiGLU's) business: the strict check
     if family == "swinv2":
         fields, dims = b, _SWIN_DIMS
         found = tuple(len(blocks.get(i, ())) for i in range(max(blocks) + 1))
@@ -88,6 +90,18 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
             raise ConfigError(f"field '{prefix}{name}' is {getattr(fields, name)}, but the weights' {what.format(size)}")
     if family == "beit":
         _check_bias_table(b, _size_of(ours.get("backbone.blocks.0.attn.bias_table"), 0))
+    if family == "dinov2":
+        _check_positions(b, _size_of(ours.get("backbone.pos_embed"), 1))
+
+
+def _check_positions(b, rows: int | None) -> None:
+    """DINOv2's position table has 1 + h*w rows for the trained (h, w) token grid."""
+    h, w = b.grid
+    if rows is not None and rows != 1 + h * w:
+        raise ConfigError(
+            f"field 'backbone_config.image_size' is {list(b.image_size)} ({h}x{w} patches), but the weights' "
+            f"position table has {rows} rows, not 1 + {h * w}"
+        )
 
 
 def _check_bias_table(b, rows: int | None) -> None:
@@ -137,18 +151,19 @@ def model_from_state(
 
 
 def load_model(
-    spec: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", official: bool | None = None
+    spec: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", official: bool | str | None = None
 ) -> DPT:
     """Load a model from a folder, alias or hub id (see `hub.resolve`), in eval mode.
 
     dtype: cast floating-point weights (None keeps the file's dtype).
-    official: run with the original code's numerics (`hub.with_original_numerics`); by default
-    for aliases and Intel/dpt-* hub ids.
+    official: run with the original code's numerics (`hub.with_original_numerics`): True, or the
+    official name `spec` was resolved from (a folder of the hub cache does not say); by default
+    for aliases and the official hub ids.
     """
     folder = resolve(str(spec))
     config = DPTConfig.from_json_file(folder / CONFIG)
-    if is_official(str(spec)) if official is None else official:
-        config = with_original_numerics(config)
+    if is_official(str(spec)) if official is None else bool(official):
+        config = with_original_numerics(config, official if isinstance(official, str) else str(spec))
     try:
         model = model_from_state(config, read_folder_weights(folder))
     except ConfigError as exc:  # the config disagrees with the weights: name the file, as parsing does

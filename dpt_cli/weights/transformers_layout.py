@@ -127,6 +127,44 @@ SWINV2 = [
     Rule("backbone.encoder.layers.{i}.downsample.norm.{p}", "backbone.stages.{i}.merge.norm.{p}"),
 ]
 
+_DINO = "backbone.encoder.layer.{n}"
+_OURS_DINO = "backbone.blocks.{n}"
+_DINO_COMMON = [
+    Rule("backbone.embeddings.cls_token", "backbone.cls_token"),
+    Rule("backbone.embeddings.mask_token", "backbone.mask_token"),
+    Rule("backbone.embeddings.position_embeddings", "backbone.pos_embed"),
+    Rule("backbone.embeddings.patch_embeddings.projection.{p}", "backbone.patch_embed.proj.{p}"),
+    Rule(f"{_DINO}.norm1.{{p}}", f"{_OURS_DINO}.norm1.{{p}}"),
+    Rule(f"{_DINO}.norm2.{{p}}", f"{_OURS_DINO}.norm2.{{p}}"),
+    Rule(f"{_DINO}.layer_scale1.lambda1", f"{_OURS_DINO}.layer_scale1"),
+    Rule(f"{_DINO}.layer_scale2.lambda1", f"{_OURS_DINO}.layer_scale2"),
+    Rule(f"{_DINO}.mlp.fc1.{{p}}", f"{_OURS_DINO}.mlp.fc1.{{p}}"),
+    Rule(f"{_DINO}.mlp.fc2.{{p}}", f"{_OURS_DINO}.mlp.fc2.{{p}}"),
+    Rule("backbone.layernorm.{p}", "backbone.norm.{p}"),
+]
+_DINO_ATTENTION = [
+    Rule(f"{_DINO}.attention.attention.query.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=0),
+    Rule(f"{_DINO}.attention.attention.key.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=1),
+    Rule(f"{_DINO}.attention.attention.value.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=2),
+    Rule(f"{_DINO}.attention.output.dense.{{p}}", f"{_OURS_DINO}.attn.proj.{{p}}"),
+]
+DINOV2 = _DINO_ATTENTION + _DINO_COMMON
+# SwiGLU (giant): gate and up in one `weights_in`; first, so that saving writes these names
+DINOV2_SWIGLU = _DINO_ATTENTION + [
+    Rule(f"{_DINO}.mlp.weights_in.{{p}}", f"{_OURS_DINO}.mlp.fc1.{{p}}"),
+    Rule(f"{_DINO}.mlp.weights_out.{{p}}", f"{_OURS_DINO}.mlp.fc2.{{p}}"),
+] + _DINO_COMMON
+DINOV2_IN_MEMORY = _DINO_COMMON + [
+    Rule(f"{_DINO}.attention.q_proj.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=0),
+    Rule(f"{_DINO}.attention.k_proj.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=1),
+    Rule(f"{_DINO}.attention.v_proj.{{p}}", f"{_OURS_DINO}.attn.qkv.{{p}}", slot=2),
+    Rule(f"{_DINO}.attention.o_proj.{{p}}", f"{_OURS_DINO}.attn.proj.{{p}}"),
+    Rule(f"{_DINO}.mlp.gate_proj.{{p}}", f"{_OURS_DINO}.mlp.fc1.{{p}}", slot=0, parts=2),
+    Rule(f"{_DINO}.mlp.up_proj.{{p}}", f"{_OURS_DINO}.mlp.fc1.{{p}}", slot=1, parts=2),
+    Rule(f"{_DINO}.mlp.down_proj.{{p}}", f"{_OURS_DINO}.mlp.fc2.{{p}}"),
+]
+DEPTH_ANYTHING_HEAD = [Rule("head.conv{c}.{p}", "head.conv{c}.{p}")]
+
 # Buffers some files carry that are recomputed, never read: position indices, coordinate tables.
 SKIPPED = {
     "beit": (r"backbone\.(beit\.)?encoder\.layers?\.\d+\..*relative_position_index$",
@@ -134,26 +172,30 @@ SKIPPED = {
     "swinv2": (r"backbone\.encoder\.layers\.\d+\.blocks\.\d+\.attention\.self\.(relative_coords_table|relative_position_index)$",),
 }
 
-_BACKBONES = {"vit": VIT, "hybrid": VIT, "beit": BEIT, "swinv2": SWINV2}
+_BACKBONES = {"vit": VIT, "hybrid": VIT, "beit": BEIT, "swinv2": SWINV2, "dinov2": DINOV2}
+# a key that only transformers 5's in-memory names have, and their table
+_IN_MEMORY = {"beit": ("backbone.beit.", BEIT_IN_MEMORY), "dinov2": (".attention.q_proj.", DINOV2_IN_MEMORY)}
 _TABLES: dict[tuple[str, str], KeyTable] = {}
 
 # Segmentation checkpoints are recognised by the BatchNorm in their head.
 SEGMENTATION_MARKER = "head.head.1.running_mean"
-IN_MEMORY_BEIT = "backbone.beit."
 
 
 def table_for(config: DPTConfig, keys: Iterable[str] = ()) -> KeyTable:
-    """The table for `config`'s family and task; `keys` (a file's) picks transformers' in-memory
-    BEiT names when the file uses them."""
+    """The table for `config`'s family, head and task; `keys` (a file's) picks transformers'
+    in-memory names (BEiT, DINOv2) when the file uses them."""
     family = config.family
-    if family == "beit" and any(k.startswith(IN_MEMORY_BEIT) for k in keys):
-        family = "beit-in-memory"
+    backbone = _BACKBONES[family]
+    if family in _IN_MEMORY and any(_IN_MEMORY[family][0] in k for k in keys):
+        family, backbone = f"{family}-in-memory", _IN_MEMORY[family][1]
+    elif family == "dinov2" and config.backbone_config.use_swiglu_ffn:
+        family, backbone = "dinov2-swiglu", DINOV2_SWIGLU
     task = config.task or DEPTH
-    if (family, task) not in _TABLES:
-        backbone = BEIT_IN_MEMORY if family == "beit-in-memory" else _BACKBONES[family]
-        head = DEPTH_HEAD if task == DEPTH else SEGMENTATION_HEAD
-        _TABLES[family, task] = KeyTable("transformers", backbone + NECK + head)
-    return _TABLES[family, task]
+    head = "depth_anything" if config.is_depth_anything else task
+    if (family, head) not in _TABLES:
+        rules = {DEPTH: DEPTH_HEAD, "depth_anything": DEPTH_ANYTHING_HEAD}.get(head, SEGMENTATION_HEAD)
+        _TABLES[family, head] = KeyTable("transformers", backbone + NECK + rules)
+    return _TABLES[family, head]
 
 
 def skipped(config: DPTConfig) -> tuple[str, ...]:
