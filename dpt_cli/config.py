@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .errors import DPTError
 
 if TYPE_CHECKING:
-    from .backbone_configs import BeitConfig, Swinv2Config
+    from .backbone_configs import BeitConfig, Dinov2Config, Swinv2Config
 
 DEPTH = "depth"
 SEGMENTATION = "segmentation"
@@ -110,7 +110,7 @@ class DPTConfig:
     use_auxiliary_head: bool = True
     id2label: Mapping[int, str] = field(default_factory=dict)
     is_hybrid: bool = False
-    backbone_config: "BitConfig | BeitConfig | Swinv2Config | None" = None
+    backbone_config: "BitConfig | BeitConfig | Swinv2Config | Dinov2Config | None" = None
     backbone_featmap_shape: tuple[int, ...] | None = None
     neck_ignore_stages: tuple[int, ...] = ()
     depth_scale: float | None = None

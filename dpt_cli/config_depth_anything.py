@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .backbone_configs import DINOV2, dump, parse_dinov2
+from .backbone_configs import DINOV2, dump
+from .backbone_parse import parse_dinov2
 from .config import DEPTH, ConfigError, DPTConfig
 from .config_parse import _check_consistency, _get, _is_number, _size, _sizes, shown_value
 

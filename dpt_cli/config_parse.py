@@ -197,7 +197,7 @@ def _task_from(raw: Mapping[str, Any]) -> str | None:
 def _check_kind(raw: Mapping[str, Any]) -> str | None:
     """The backbone_config's model_type when it is a BEiT or Swin-V2 (None: ViT or ViT-hybrid), and
     every required field present."""
-    from .backbone_configs import PARSERS
+    from .backbone_parse import PARSERS
 
     model_type = raw.get("model_type", "dpt")
     if model_type != "dpt":
@@ -265,7 +265,8 @@ def _parse_hybrid(raw: Mapping[str, Any], readout_type: str) -> dict[str, Any]:
 
 def parse_dpt(raw: Mapping[str, Any]) -> DPTConfig:
     """A `DPTConfig` from a config.json's object; any problem raises ConfigError naming the field."""
-    from .backbone_configs import PARSERS, UNUSED_VIT_FIELDS, check_in_dpt
+    from .backbone_configs import UNUSED_VIT_FIELDS, check_in_dpt
+    from .backbone_parse import PARSERS
 
     _check_nesting(raw)
     if raw.get("model_type") == "depth_anything":

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import transformers
 from transformers.models.dinov2 import modeling_dinov2
 
-from dpt_cli.backbone_configs import parse_dinov2
+from dpt_cli.backbone_parse import parse_dinov2
 from dpt_cli.model import dinov2
 from dpt_cli.model.dinov2 import Dinov2Backbone
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 
-from dpt_cli.backbone_configs import parse_swinv2
+from dpt_cli.backbone_parse import parse_swinv2
 from dpt_cli.model.swinv2 import Swinv2Backbone
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]

@@ -29,8 +29,6 @@ from .conflicts import Asked
 DEFAULT_MODELS = {DEPTH: "large", SEGMENTATION: "large-ade"}
 COMMANDS = {DEPTH: "dpt depth", SEGMENTATION: "dpt segment"}
 MAX_LABEL_CLASSES = 65536  # label maps are 16-bit PNGs beyond 256 classes
-SQUARE_NOTE = ("Swin-V2 runs at its square network size, as the original does: each photo is squashed to it "
-               "and the depth map resized back to the photo's shape")
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
 def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, cluster) -> int:
     import torch
 
-    from . import loading
+    from . import loading, notices
     from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
     from ..pipeline.lock import OutputLock
     from ..pipeline.manifest import FAILED, RunInfo
@@ -137,13 +135,13 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
             dtype=str(precision).removeprefix("torch."),
             units=_units(model.config) if model is not None else "",
             settings={"backbone": config.family, "network_size": list(prep.size), "keep_aspect": prep.keep_aspect,
-                      **({"note": SQUARE_NOTE} if _at_trained_square(config, prep) else {}), **_jsonable(options),
+                      **({"note": notices.SQUARE_NOTE} if notices.at_trained_square(config, prep) else {}), **_jsonable(options),
                       **({"rank": cluster.rank, "world_size": cluster.world} if cluster else {})},
             command=["dpt", *sys.argv[1:]],
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-            _warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep,
+            notices.warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep,
                   request.size is not None or not request.keep_aspect)
         runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note, cluster)
         torch.set_grad_enabled(False)
@@ -232,27 +230,6 @@ def _preprocess(spec: str, folder: Path, config, task: str, request: Request):
     except DPTError as exc:
         raise UsageError(str(exc)) from None
     return preprocess.with_options(prep, request.size, False if not request.keep_aspect else None)
-
-
-def _at_trained_square(c, prep) -> bool:
-    """A Swin-V2 model squashing photos to its trained square: the only way the original runs it."""
-    return c.family == "swinv2" and tuple(prep.size) == tuple(c.backbone_config.image_size) and not prep.keep_aspect
-
-
-def _warn(reporter, model, formats: list[str], half_on_cpu: bool, prep, resize_asked: bool) -> None:
-    c = model.config
-    if prep.pads and resize_asked:
-        reporter.note("--size and --no-keep-aspect do not apply: this model runs each photo at its own size, padded to multiples of 14")
-    if c.family == "swinv2" and not _at_trained_square(c, prep):
-        side = "x".join(map(str, c.backbone_config.image_size))
-        reporter.note(f"this Swin-V2 model was trained at {side}, the only size the original runs it at; "
-                      "other sizes run as transformers runs them (windows padded), with no original to match")
-    if half_on_cpu:
-        reporter.note("float16 on the CPU runs about 20x slower than float32 (no fast half-precision kernels there): "
-                      "--dtype float32 (the CPU default) or bfloat16 is faster")
-    if "ply" in formats and not model.config.is_metric:
-        reporter.note("this is a relative model: its point clouds are z = 1/(inverse relative depth), "
-                      "up to an unknown scale and shift, not metres")
 
 
 def _refuse_missing(problems) -> None:
