@@ -55,7 +55,7 @@ def test_device_quantise_of_a_flat_map_is_zero():
 def _engine(folder, task, on_device, formats, batch_size=4, value_range=None):
     model = load_model(folder).eval()
     settings = Settings(task, frozenset(formats), value_range, on_device, batch_size=batch_size)
-    prep = original(task)
+    prep = original(task, model.config)
     return Engine(model, prep, torch.device("cpu"), torch.float32, settings, Profile(True))
 
 
@@ -87,6 +87,19 @@ def test_depth_results_equal_in_both_placements(saved_models, formats):
         if d.depth is not None:
             assert np.array_equal(d.depth, h.depth)
         assert (d.depth is None) == formats.issubset({"png16", "png8"})
+
+
+@pytest.mark.parametrize("name", ["depth_anything", "dinov2_dpt"])
+def test_dinov2_families_equal_in_both_placements(saved_models, name):
+    """The device placement's padding, align_corners resize and crop (DINOv2 families), run on CPU
+    tensors: the same numbers as the host path."""
+    folder, _ = saved_models(name)
+    photos = _photos(4)  # 70 x 90 and 33 x 130 pad on both axes for DPT-DINOv2
+    host = _results(_engine(folder, "depth", False, {"npy"}), photos)
+    device = _results(_engine(folder, "depth", True, {"npy"}), photos)
+    assert sorted(h.depth.shape for h in host) == sorted(p.shape[:2] for p in photos)  # grouped by network size
+    for h, d in zip(host, device):
+        assert np.array_equal(d.depth, h.depth)
 
 
 def test_labels_equal_in_both_placements(saved_models):
