@@ -114,9 +114,10 @@ def test_official_dinov2_dpt_pads_and_crops_like_the_depther(saved_models, tmp_p
     assert got.shape == (45, 71)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert _manifest(tmp_path)["files"][0]["network_size"] == [56, 84]
-    again = run_cli("depth", src, "-o", tmp_path / "e.npy", "-m", "dinov2-small-nyu", "--size", "512")
-    assert again.code == 0 and "--size and --no-keep-aspect do not apply" in again.err
-    assert np.array_equal(np.load(tmp_path / "e.npy"), got)
+    for option in (["--size", "512"], ["--no-keep-aspect"]):  # no option is silently ignored
+        again = run_cli("depth", src, "-o", tmp_path / "e.npy", "-m", "dinov2-small-nyu", *option)
+        assert again.code == 2 and "--size and --no-keep-aspect do not apply" in again.err
+        assert not (tmp_path / "e.npy").exists()
 
 
 def test_info_shows_family_units_and_max_depth(saved_models):

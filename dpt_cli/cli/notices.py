@@ -11,12 +11,10 @@ def at_trained_square(c, prep) -> bool:
     return c.family == "swinv2" and tuple(prep.size) == tuple(c.backbone_config.image_size) and not prep.keep_aspect
 
 
-def warn(reporter, model, formats: list[str], half_on_cpu: bool, prep, resize_asked: bool) -> None:
-    """Notes for choices that work but surprise: sizes a model ignores or was not trained at, slow
-    float16 on a CPU, point clouds of a relative model."""
+def warn(reporter, model, formats: list[str], half_on_cpu: bool, prep) -> None:
+    """Notes for choices that work but surprise: sizes a model was not trained at, slow float16 on a
+    CPU, point clouds of a relative model."""
     c = model.config
-    if prep.pads and resize_asked:
-        reporter.note("--size and --no-keep-aspect do not apply: this model runs each photo at its own size, padded to multiples of 14")
     if c.family == "swinv2" and not at_trained_square(c, prep):
         side = "x".join(map(str, c.backbone_config.image_size))
         reporter.note(f"this Swin-V2 model was trained at {side}, the only size the original runs it at; "

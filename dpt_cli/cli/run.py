@@ -141,8 +141,7 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
         )
         if model is not None:
             reporter.header(f"model {shown(spec)} ({info.units}), device {info.device}, dtype {info.dtype}")
-            notices.warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep,
-                  request.size is not None or not request.keep_aspect)
+            notices.warn(reporter, model, formats, precision == torch.float16 and target.type == "cpu", prep)
         runner = Runner(model, prep, target, precision, info, Options(**options), reporter.note, cluster)
         torch.set_grad_enabled(False)
         with reporter:
@@ -225,6 +224,10 @@ def _preprocess(spec: str, folder: Path, config, task: str, request: Request):
     from ..weights import hub
 
     original = hub.is_official(spec) or (config.family == "dinov2" and (folder / "conversion.json").is_file())
+    if config.family == "dinov2" and not config.is_depth_anything and (request.size is not None or not request.keep_aspect):
+        # no option is silently ignored: this model is never resized
+        raise UsageError(f"--size and --no-keep-aspect do not apply to {shown(spec)}: it runs each photo at its own size, "
+                         "padded to multiples of 14; drop them")
     try:
         prep = preprocess.original(task, config) if original else preprocess.from_folder(folder, task, config)
     except DPTError as exc:
