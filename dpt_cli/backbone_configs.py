@@ -18,8 +18,18 @@ P = "backbone_config."
 BEIT, SWINV2, DINOV2 = "beit", "swinv2", "dinov2"
 
 
+class _Patches:
+    """What every backbone config derives from its `image_size` and `patch_size`."""
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The trained token grid (h, w): it sizes BEiT's bias table, Swin-V2's windows, DINOv2's
+        position table."""
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+
 @dataclass(frozen=True)
-class BeitConfig:
+class BeitConfig(_Patches):
     """BEiT (transformers `BeitConfig`): ViT blocks with per-block relative position bias and layer scale."""
 
     image_size: tuple[int, int] = (384, 384)  # the trained size: it sets the bias table's grid
@@ -37,17 +47,12 @@ class BeitConfig:
     model_type = BEIT
 
     @property
-    def grid(self) -> tuple[int, int]:
-        """The trained token grid (h, w): the relative position table is (2h-1)(2w-1) + 3 rows."""
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
-    @property
     def stage_widths(self) -> tuple[int, ...]:
         return (self.hidden_size,) * len(self.out_indices)
 
 
 @dataclass(frozen=True)
-class Swinv2Config:
+class Swinv2Config(_Patches):
     """Swin Transformer V2 (transformers `Swinv2Config`): four stages of shifted-window attention."""
 
     image_size: tuple[int, int] = (256, 256)  # the trained size: it fixes each stage's window
@@ -69,10 +74,6 @@ class Swinv2Config:
     def stage_widths(self) -> tuple[int, ...]:
         return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
 
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
     def stage_window(self, stage: int) -> tuple[int, int]:
         """(window, shift) of stage `stage`'s blocks, fixed by the trained size as in transformers and
         timm: a stage whose grid is no larger than the window takes the grid as window and no shift."""
@@ -82,7 +83,7 @@ class Swinv2Config:
 
 
 @dataclass(frozen=True)
-class Dinov2Config:
+class Dinov2Config(_Patches):
     """DINOv2 ViT (transformers `Dinov2Config`): patch 14, layer scale, optional SwiGLU MLP (giant),
     a learned position table for the trained grid (37x37 at 518), resized per input."""
 
@@ -102,10 +103,6 @@ class Dinov2Config:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     model_type = DINOV2
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
     @property
     def mlp_hidden(self) -> int:

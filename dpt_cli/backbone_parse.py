@@ -75,6 +75,31 @@ def _stages(raw: Mapping[str, Any], count: int) -> tuple[int, ...]:
     return tuple(k - 1 for k in picked)
 
 
+def _transformer(raw: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(layers, width, heads) of a ViT-like backbone, the heads dividing the width."""
+    layers = _int(raw, "num_hidden_layers", 12, CONFIG_LIMITS["num_hidden_layers"])
+    hidden = _int(raw, "hidden_size", 768, CONFIG_LIMITS["hidden_size"])
+    heads = _int(raw, "num_attention_heads", 12, CONFIG_LIMITS["num_attention_heads"])
+    if hidden % heads:
+        raise ConfigError(f"field '{P}num_attention_heads' ({heads}) must divide hidden_size ({hidden})")
+    return layers, hidden, heads
+
+
+def _image(raw: Mapping[str, Any], patch: int) -> dict[str, Any]:
+    """The trained image size, the patch size and the input channels (transformers' defaults: 224, 3)."""
+    return {
+        "image_size": _size_pair(raw, 224),
+        "patch_size": _int(raw, "patch_size", patch, CONFIG_LIMITS["patch_size"]),
+        "num_channels": _int(raw, "num_channels", 3, CONFIG_LIMITS["num_channels"]),
+    }
+
+
+def _at_least_one_patch(cfg):
+    if min(cfg.grid) < 1:
+        raise ConfigError(f"field '{P}image_size' must be at least one patch ({cfg.patch_size} pixels) a side")
+    return cfg
+
+
 def parse_beit(raw: Mapping[str, Any]) -> BeitConfig:
     _require(raw, "use_relative_position_bias", True, False, "dpt runs BEiT with per-block relative position bias only")
     _require(raw, "use_shared_relative_position_bias", False, False, "a bias shared by all blocks is not supported")
@@ -82,16 +107,10 @@ def parse_beit(raw: Mapping[str, Any]) -> BeitConfig:
     _require(raw, "reshape_hidden_states", False, False, "DPT's readout needs the class token (false)")
     _require(raw, "add_fpn", False, False, "the BEiT FPN is not part of DPT")
     _require(raw, "hidden_act", "gelu", "gelu", "only 'gelu' is supported")
-    layers = _int(raw, "num_hidden_layers", 12, CONFIG_LIMITS["num_hidden_layers"])
-    hidden = _int(raw, "hidden_size", 768, CONFIG_LIMITS["hidden_size"])
-    heads = _int(raw, "num_attention_heads", 12, CONFIG_LIMITS["num_attention_heads"])
-    if hidden % heads:
-        raise ConfigError(f"field '{P}num_attention_heads' ({heads}) must divide hidden_size ({hidden})")
+    layers, hidden, heads = _transformer(raw)
     scale = _number(raw, "layer_scale_init_value", 0.1, 0.0, 1e6)
     cfg = BeitConfig(
-        image_size=_size_pair(raw, 224),
-        patch_size=_int(raw, "patch_size", 16, CONFIG_LIMITS["patch_size"]),
-        num_channels=_int(raw, "num_channels", 3, CONFIG_LIMITS["num_channels"]),
+        **_image(raw, patch=16),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -101,9 +120,7 @@ def parse_beit(raw: Mapping[str, Any]) -> BeitConfig:
         out_indices=_stages(raw, layers),
         extra=dict(raw),
     )
-    if min(cfg.grid) < 1:
-        raise ConfigError(f"field '{P}image_size' must be at least one patch ({cfg.patch_size} pixels) a side")
-    return cfg
+    return _at_least_one_patch(cfg)
 
 
 def parse_swinv2(raw: Mapping[str, Any]) -> Swinv2Config:
@@ -116,9 +133,7 @@ def parse_swinv2(raw: Mapping[str, Any]) -> Swinv2Config:
         if (embed * 2**i) % h:
             raise ConfigError(f"field '{P}num_heads' entry {i} ({h}) must divide the stage width {embed * 2**i}")
     cfg = Swinv2Config(
-        image_size=_size_pair(raw, 224),
-        patch_size=_int(raw, "patch_size", 4, CONFIG_LIMITS["patch_size"]),
-        num_channels=_int(raw, "num_channels", 3, CONFIG_LIMITS["num_channels"]),
+        **_image(raw, patch=4),
         embed_dim=embed,
         depths=depths,
         num_heads=heads,
@@ -149,15 +164,9 @@ def parse_dinov2(raw: Mapping[str, Any]) -> Dinov2Config:
     _require(raw, "hidden_act", "gelu", "gelu", "only 'gelu' is supported")
     if raw.get("num_register_tokens", 0):
         raise ConfigError(f"field '{P}num_register_tokens': DINOv2 with registers is not supported")
-    layers = _int(raw, "num_hidden_layers", 12, CONFIG_LIMITS["num_hidden_layers"])
-    hidden = _int(raw, "hidden_size", 768, CONFIG_LIMITS["hidden_size"])
-    heads = _int(raw, "num_attention_heads", 12, CONFIG_LIMITS["num_attention_heads"])
-    if hidden % heads:
-        raise ConfigError(f"field '{P}num_attention_heads' ({heads}) must divide hidden_size ({hidden})")
+    layers, hidden, heads = _transformer(raw)
     cfg = Dinov2Config(
-        image_size=_size_pair(raw, 224),
-        patch_size=_int(raw, "patch_size", 14, CONFIG_LIMITS["patch_size"]),
-        num_channels=_int(raw, "num_channels", 3, CONFIG_LIMITS["num_channels"]),
+        **_image(raw, patch=14),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -170,9 +179,7 @@ def parse_dinov2(raw: Mapping[str, Any]) -> Dinov2Config:
         out_indices=_stages(raw, layers),
         extra=dict(raw),
     )
-    if min(cfg.grid) < 1:
-        raise ConfigError(f"field '{P}image_size' must be at least one patch ({cfg.patch_size} pixels) a side")
-    return cfg
+    return _at_least_one_patch(cfg)
 
 
 def _require_bool(raw: Mapping[str, Any], name: str, default: bool) -> bool:

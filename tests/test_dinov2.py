@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import transformers
 from transformers.models.dinov2 import modeling_dinov2
 
+from depth_anything import original_interpolate_pos_encoding as original_rule  # the test oracle
 from dpt_cli.backbone_parse import parse_dinov2
 from dpt_cli.model import dinov2
 from dpt_cli.model.dinov2 import Dinov2Backbone
@@ -122,23 +123,6 @@ def _ours(ours, x, indices=None):
 def _theirs(ref, x):
     with torch.no_grad():
         return ref(x).feature_maps
-
-
-def original_rule(self, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Replacement for transformers' Dinov2Embeddings.interpolate_pos_encoding, from the notes:
-    skip only for the same patch count AND a square input; else bicubic in float32, no antialias,
-    align_corners off, scale factors ((H/14 + 0.1) / side, (W/14 + 0.1) / side), height first.
-    The table side is the square root of its patch count (transformers' tables are square)."""
-    pos = self.position_embeddings
-    side = round((pos.shape[1] - 1) ** 0.5)
-    if embeddings.shape[1] == pos.shape[1] and height == width:
-        return pos
-    rows, cols = height // 14, width // 14
-    grid = pos[0, 1:].float().t().reshape(1, -1, side, side)
-    grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic",
-                         align_corners=False, antialias=False)
-    assert grid.shape[-2:] == (rows, cols)
-    return torch.cat([pos[:, :1], grid.to(pos.dtype).flatten(2).transpose(1, 2)], dim=1)
 
 
 def _resize(kind: str):
