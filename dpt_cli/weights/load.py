@@ -47,6 +47,9 @@ _SWIN_DIMS = (
     ("backbone.patch_embed.proj.weight", 1, "num_channels", "patch projection has {} input channels"),
     ("backbone.patch_embed.proj.weight", 2, "patch_size", "patch projection has a {}-pixel kernel"),
 )
+# per family: the dimensions to compare (DINOv2's MLP width is mlp_ratio's and SwiGLU's business:
+# the strict check after building)
+_DIMS = {"vit": _FIELD_DIMS, "hybrid": _FIELD_DIMS, "beit": _BEIT_DIMS, "dinov2": _FIELD_DIMS[:5], "swinv2": _SWIN_DIMS}
 _BLOCK = re.compile(r"backbone\.(?:stages\.(\d+)\.)?blocks\.(\d+)\.")
 
 
@@ -72,11 +75,8 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
     if not blocks:
         return
     family, b = config.family, config.backbone_config
-    fields, prefix, dims = (config, "", _FIELD_DIMS) if family in ("vit", "hybrid") else (b, "backbone_config.", _BEIT_DIMS)
-    if family == "dinov2":
-        dims = _FIELD_DIMS[:5]  # its MLP width is mlp_ratio's (and SwiGLU's) business: the strict check
+    fields, prefix = (config, "") if family in ("vit", "hybrid") else (b, "backbone_config.")
     if family == "swinv2":
-        fields, dims = b, _SWIN_DIMS
         found = tuple(len(blocks.get(i, ())) for i in range(max(blocks) + 1))
         if found != b.depths:
             raise ConfigError(f"field '{prefix}depths' is {list(b.depths)}, but the weights' stages have {list(found)} blocks")
@@ -84,7 +84,7 @@ def check_config_fits(config: DPTConfig, state: Mapping[str, torch.Tensor], tabl
         raise ConfigError(
             f"field '{prefix}num_hidden_layers' is {fields.num_hidden_layers}, but the weights have {len(blocks[0])} transformer layers"
         )
-    for param, dim, name, what in dims:
+    for param, dim, name, what in _DIMS[family]:
         size = _size_of(ours.get(param), dim)
         if size is not None and size != getattr(fields, name):
             raise ConfigError(f"field '{prefix}{name}' is {getattr(fields, name)}, but the weights' {what.format(size)}")
