@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,fast,exr]'
+	$(BIN)/pip install --quiet -e '.[test,fast,exr,video]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_pipeline.py --host-only
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_video.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -11,8 +11,10 @@
 #      is printed once measured, so a timeout keeps the rows done.
 #   4. bench_families.py: MiDaS v3.1 BEiT-B-384, Swin2-T-256 and Depth Anything V2-S (random weights),
 #      ours vs transformers, bf16 batch 16 img/s for both (the large releases take too long to build here).
+#   5. bench_video.py: a 1080p H.264 clip end to end (frames/s) against the same frames as PNGs, and
+#      against the model alone at that network size (ViT-S-sized DPT, bf16 batch 16).
 # The plain `bench_pipeline.py` does 2 and 3 in one run plus an `ours --compile` row in A, too long
-# for this budget. Steps have their own timeouts (40 + 155 + 105 + 60 s): under 6 minutes on an
+# for this budget. Steps have their own timeouts (40 + 155 + 30 + 60 + 75 s): under 6 minutes on an
 # H100 with 16 cores whatever happens; expected about 4 to 5 (compile times not yet measured there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +46,7 @@ step() {  # step SECONDS ARGS...: one timed step; a failure or timeout is report
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
 step 40 bench/bench_pipeline.py --host-only
 step 155 bench/bench_pipeline.py --no-compile
-step 105 bench/bench_pipeline.py --model-only
+step 30 bench/bench_pipeline.py --model-only
 step 60 bench/bench_families.py --device cuda --dtype bfloat16 --batch 16 --runs 5 --releases dpt_beit_base_384,dpt_swin2_tiny_256,depth_anything_v2_vits
+step 75 bench/bench_video.py --device cuda --dtype bfloat16 --batch-size 16 --size 1080x1920 --frames 96 --repeats 1 --models vit-s
 exit $failed

@@ -92,12 +92,6 @@ def test_exr_without_openexr_is_a_usage_error(tmp_path, monkeypatch):
     assert result.code == 2 and "pip install 'dpt-cli[exr]'" in result.err, result.err
 
 
-def test_range_auto_refuses_a_partial_resume(tmp_path):
-    src = photos(tmp_path / "in")
-    result = run_cli("depth", src, "-o", tmp_path / "out", "--range", "auto", "--skip-existing", "-m", "/nonexistent")
-    assert result.code == 2 and "--range auto needs every photo of the folder in one run" in result.err, result.err
-
-
 def test_range_auto_removes_private_folders_of_killed_runs(tiny, tmp_path):
     src = photos(tmp_path / "in", 1)
     stale = tmp_path / "out" / ".dpt-range-999999999-abc"  # no such pid
@@ -105,3 +99,12 @@ def test_range_auto_removes_private_folders_of_killed_runs(tiny, tmp_path):
     (stale / "0.depth.npy").write_bytes(b"x")
     assert run_cli("depth", src, "-o", tmp_path / "out", "--range", "auto", "-m", tiny).code == 0
     assert not any(name.startswith(".dpt-range-") for name in os.listdir(tmp_path / "out"))
+
+
+def test_range_auto_keeps_a_live_runs_folder(tiny, tmp_path):
+    src = photos(tmp_path / "in", 1)
+    live = tmp_path / "out" / ".dpt-range-0123456789abcdef"  # another run's, with other settings
+    live.mkdir(parents=True)
+    (live / "owner").write_text(str(os.getpid()))
+    assert run_cli("depth", src, "-o", tmp_path / "out", "--range", "auto", "-m", tiny).code == 0
+    assert live.is_dir()

@@ -152,7 +152,7 @@ def test_unwritable_output_folder_is_found_before_loading(tiny, tmp_path):
     ("x.npy", ["-f", "color"], "writes npy (its extension says so), not color"),
     ("out/", ["-f", "png16", "--bits", "8"], "--bits 8 contradicts -f png16: use -f png8"),
     ("out/", ["--skip-existing", "--overwrite"], "give one of the two"),
-    ("d.npy", ["--range", "0:1"], "--range normalises depth PNGs and pictures"),
+    ("d.npy", ["--range", "0:1"], "--range normalises depth PNGs, pictures and videos"),
     ("d.npy", ["--png-level", "5"], "--png-level sets the compression of 16/8-bit depth PNGs"),
     ("out/", ["--follow-symlinks"], "add -r"),
     ("out/", ["-0"], "give - as an input"),

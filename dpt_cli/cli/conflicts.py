@@ -10,7 +10,8 @@ from ..errors import UsageError
 from ..pipeline.destination import FILE, STDOUT, Destination
 
 PNG_FORMATS = ("png16", "png8")
-PICTURE_FORMATS = ("color", "side-by-side")
+PICTURE_FORMATS = ("color", "side-by-side", "video", "video-side-by-side")
+VIDEO16 = "video16"  # -o NAME.mkv: 16-bit depth, normalised like the 16-bit PNGs
 RAW_FORMATS = "npy, pfm, tiff, exr and ply"
 
 
@@ -35,6 +36,8 @@ class Asked:
     null: bool = False
     reads_stdin: bool = False
     camera: bool = False  # --fov or --fx/--fy/--cx/--cy given
+    smooth: Optional[int] = None
+    align: bool = False
 
 
 def effective_formats(a: Asked) -> list[str]:
@@ -63,8 +66,8 @@ def _check_general(a: Asked) -> None:
         _fail("--follow-symlinks only matters when descending into folders: add -r")
     if a.null and not a.reads_stdin:
         _fail("--null reads a NUL-separated path list from stdin: give - as an input (find . -print0 | dpt ... -0 -)")
-    if a.value_range == "auto" and a.skip_existing:
-        _fail("--range auto needs every photo of the folder in one run (one range for all): drop --skip-existing (add --overwrite)")
+    if a.smooth is not None and a.value_range not in (None, "auto"):
+        _fail(f"--smooth sets a running range; --range {a.value_range} sets another: give one of the two")
     if a.alpha is not None and not a.overlay:
         _fail("--alpha sets the overlay's opacity: add --overlay")
 
@@ -102,8 +105,9 @@ def _check_depth_options(a: Asked, formats: list[str]) -> None:
             f"--colormap colours depth pictures, but this run writes {written}: "
             "add -f color or --side-by-side, or write -o NAME.jpg"
         )
-    if a.value_range is not None and not (pngs or pictures):
-        _fail(f"--range normalises depth PNGs and pictures; {RAW_FORMATS} keep the model's own values")
+    if (a.value_range is not None or a.smooth is not None) and not (pngs or pictures or VIDEO16 in formats):
+        option = "--range" if a.value_range is not None else "--smooth"
+        _fail(f"{option} normalises depth PNGs, pictures and videos; {RAW_FORMATS} keep the model's own values")
     if "ply" in formats and not a.camera:
         _fail("-f ply needs the camera: --fov DEGREES (horizontal), or --fx and --fy in pixels (--cx, --cy default to the centre)")
     if a.camera and "ply" not in formats:

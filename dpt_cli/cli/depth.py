@@ -22,6 +22,9 @@ Examples:
   dpt depth shot.jpg -o - > shot.png               to stdout (format from -f)
   find . -name '*.jpg' -print0 | dpt depth -0 - -o depth/
   dpt depth frames/ -o out/ -f color --range auto  one range for the whole folder
+  dpt depth clip.mp4 -o out/                       a video: out/clip/000000.png, ...
+  dpt depth clip.mp4 -o depth.mp4 --side-by-side   a video of the clip beside its depth
+  dpt depth clip.mp4 -o depth.mkv                  16-bit depth, lossless (FFV1)
   dpt depth room.jpg -m nyu-folder -o room.ply --fov 60
 """
 
@@ -33,9 +36,12 @@ def depth(
     fmt: Annotated[list[str], typer.Option("-f", "--format", metavar="FORMAT[,FORMAT]", help=f"With -o DIR (any number) or -o - (one): {', '.join(FORMATS)} (default png16).", show_default=False)] = [],
     bits: Annotated[Optional[int], typer.Option("--bits", metavar="16|8", help="Bit depth of the depth PNG (default 16).", show_default=False)] = None,
     colormap: Annotated[Optional[str], typer.Option("--colormap", metavar="NAME", help=f"Colour pictures: {', '.join(COLORMAPS)} (default turbo).", show_default=False)] = None,
-    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other (NAME.side-by-side.png).")] = False,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write the photo and its coloured depth next to each other (NAME.side-by-side.png); with -o NAME.mp4, the video shows them so.")] = False,
     png_level: Annotated[Optional[int], typer.Option("--png-level", metavar="0-9", min=0, max=9, help="PNG compression effort: lossless at every level; higher is smaller and slower (default 2).", show_default=False)] = None,
-    value_range: Annotated[Optional[str], typer.Option("--range", metavar="MIN:MAX|auto", help="Normalise PNGs and pictures over MIN:MAX, or over the whole run's range (auto), instead of each image's own.", show_default=False)] = None,
+    value_range: Annotated[Optional[str], typer.Option("--range", metavar="MIN:MAX|auto|per-frame", help="Normalise PNGs, pictures and videos over MIN:MAX; over one range for all photos (auto), instead of each image's own; per-frame: each frame of a clip its own range. Default: each photo its own; one range per video clip (and for --sequence).", show_default=False)] = None,
+    smooth: Annotated[Optional[int], typer.Option("--smooth", metavar="N", min=2, help="Clips and --sequence: a running range, the mean of the N frames' minima and maxima around each frame, for depth ranges that change (indoors to outdoors).", show_default=False)] = None,
+    align: Annotated[bool, typer.Option("--align", help="Clips and --sequence, relative models: fit each frame's scale and shift to the previous frame (least squares on the inverse depth), against the per-frame drift of relative depth. Raw outputs hold the aligned values.")] = False,
+    sequence: Annotated[bool, typer.Option("--sequence", help="The photos are frames of one sequence, in name order: one range for all (as for a video), and --smooth and --align apply.")] = False,
     fov: Annotated[Optional[float], typer.Option("--fov", metavar="DEGREES", help="-f ply: the camera's horizontal field of view.", show_default=False)] = None,
     fx: Annotated[Optional[float], typer.Option("--fx", metavar="PIXELS", help="-f ply: focal length in pixels (with --fy; instead of --fov).", show_default=False)] = None,
     fy: Annotated[Optional[float], typer.Option("--fy", metavar="PIXELS", help="-f ply: vertical focal length in pixels.", show_default=False)] = None,
@@ -58,6 +64,8 @@ def depth(
 ) -> None:
     """Estimate depth for images, files or whole folders.
 
+    Video clips (mp4, mkv, mov, webm, avi, ...; needs the video extra: pip install 'dpt-cli[video]') are found by content: -o DIR writes each frame (DIR/clip/000000.png, ... in every --format); -o NAME.mp4 writes the coloured depth (or --side-by-side) as H.264 at the clip's frame rate, lossy; -o NAME.mkv writes 16-bit depth as FFV1, lossless: the exact values of the 16-bit PNGs. A clip's PNGs, pictures and videos share one range unless --range says otherwise; the float maps wait in a hidden folder of the output folder until the range is known, and an interrupted run resumes from them (--skip-existing). Relative models' depth drifts in scale from frame to frame: see --align.
+
     Relative models (large, hybrid, the MiDaS v3.1 BEiT and Swin-V2 models) give inverse relative depth: larger is nearer, no unit. Official models get their original preprocessing: DPT and BEiT keep the aspect ratio (multiples of 32 near 384, or 512 for beit-large-512); Swin-V2 runs only at its square size (384, or 256 for swinv2-tiny-256), as the original does: each photo is squashed to it and the depth map resized back to the photo's shape. Depth Anything: short side at least 518, keep aspect, multiples of 14; relative models give inverse relative depth, metric ones metres (up to 20 indoor, 80 outdoor). DPT-DINOv2: no resize (the photo is padded to multiples of 14 and the padding cropped from the depth), metres. Metric models (converted KITTI/NYU checkpoints) give metres. Raw values go to .npy, .pfm, .tiff and .exr; 16/8-bit PNGs and pictures are min-max normalised per image unless --range is given; .ply is a coloured point cloud. The dpt-run.json manifest in the output folder keeps every file's record (with the PNG's min/max) across runs. Exit status: 0 all done, 1 some inputs failed, 2 usage error (also: a model that cannot be used, or another run writing into the same -o), 130 interrupted.
     """
     formats = o.split_formats(fmt, FORMATS)
@@ -69,12 +77,14 @@ def depth(
     camera = _camera(fov, fx, fy, cx, cy)
     asked = Asked(
         "depth", o.destination(output, "depth"), formats, bits=bits, colormap=colormap, side_by_side=side_by_side,
-        value_range=value_range, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite,
+        value_range=value_range, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite, smooth=smooth, align=align,
         recursive=recursive, follow_symlinks=follow_symlinks, null=null, reads_stdin="-" in inputs, camera=camera is not None,
     )
+    named = value_range in ("auto", "per-frame")
     options = dict(
-        colormap=colormap or "turbo", value_range=None if value_range == "auto" else o.parse_range(value_range),
-        auto_range=value_range == "auto", batch_size=batch_size, workers=workers, compile=compile_model,
+        colormap=colormap or "turbo", value_range=None if named else o.parse_range(value_range),
+        auto_range=value_range == "auto", per_frame=value_range == "per-frame", sequence=sequence, smooth=smooth or 0,
+        align=align, batch_size=batch_size, workers=workers, compile=compile_model,
         profile=profile, png_level=png_level, skip_existing=skip_existing, overwrite=overwrite, camera=camera,
     )
     execute(asked, inputs, Request(model, device, dtype, o.parse_size(size), not no_keep_aspect, quiet, options))

@@ -14,6 +14,19 @@ def resolve_folder(spec: str) -> Path:
     return hub.resolve(spec)
 
 
+def identity(folder: Path) -> str:
+    """A short fingerprint of a model folder's files (names, sizes, times): changed weights change it."""
+    import os
+
+    from ..pipeline.autorange import fingerprint
+
+    try:
+        files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
+    except OSError:
+        files = []
+    return fingerprint(os.path.realpath(folder), files)
+
+
 def load(folder: Path, spec: str, dtype=None, device="cpu"):
     """`weights.load_model` for the folder that `spec` resolved to (an official release runs with the
     original numerics), with every model problem (config, weights, keys, shapes) exit 2: the

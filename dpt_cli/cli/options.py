@@ -9,8 +9,8 @@ import typer
 
 from ..limits import MAX_BATCH_SIZE, MIN_NETWORK_SIDE, MAX_NETWORK_PIXELS, MAX_NETWORK_SIDE, MAX_WORKERS
 
-Inputs = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, glob patterns, or - for stdin: a path list (one per line; NUL-separated with -0) or one image's bytes.", show_default=False)]
-Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="PATH", help="A file (one input; its extension sets the format), a folder (mirrors the inputs; a trailing / or an existing folder, or a name without extension), or - for stdout. Default: the folder dpt-out.", show_default=False)]
+Inputs = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, video clips, folders, glob patterns, or - for stdin: a path list (one per line; NUL-separated with -0) or one image's bytes.", show_default=False)]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="PATH", help="A file (one input; its extension sets the format; a clip: .mp4 or .mkv), a folder (mirrors the inputs; a trailing / or an existing folder, or a name without extension), or - for stdout. Default: the folder dpt-out.", show_default=False)]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders.")]
 Null = Annotated[bool, typer.Option("-0", "--null", help="With -, read NUL-separated paths (find -print0).")]
 Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]

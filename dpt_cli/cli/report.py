@@ -60,7 +60,8 @@ class Reporter:
         elif not self.quiet and not self.live:
             where = "stdout" if self.to_stdout else ", ".join(map(shown, record.outputs))
             what = "skipped (outputs exist)" if record.status == SKIPPED else f"-> {where}"
-            self._line(f"[{self.done}/{self.total}] {shown(record.input)} {what}")
+            frame = f" frame {record.frame}" if record.frame is not None else ""
+            self._line(f"[{self.done}/{self.total}] {shown(record.input)}{frame} {what}")
         if self.progress is not None:
             rate = self.done / max(1e-9, time.perf_counter() - self.start)
             self.progress.update(self.task, completed=self.done, description=shown(record.input)[-40:], rate=f"{rate:.2f} img/s")

@@ -53,6 +53,10 @@ def execute(asked: Asked, inputs: list[str], request: Request) -> None:
 
     if "exr" in formats:
         exr.require()
+    if set(formats) & {"video", "video-side-by-side", "video16"}:
+        from ..pipeline import video
+
+        video.require(f"-o {shown(asked.destination.path)}")
     if asked.destination.kind == dst.STDOUT:
         if getattr(sys.stdout, "buffer", None) is None:
             raise UsageError("-o -: stdout is closed or takes no binary data; give -o FILE")
@@ -95,7 +99,7 @@ def _execute(asked: Asked, formats: list[str], inputs: list[str], request: Reque
 def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, cluster) -> int:
     import torch
 
-    from . import loading, notices
+    from . import loading, notices, videos
     from ..pipeline.device import default_batch_size, default_workers, resolve_device, resolve_dtype
     from ..pipeline.lock import OutputLock
     from ..pipeline.manifest import FAILED, RunInfo
@@ -108,11 +112,13 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
     options = dict(request.options)
     options["batch_size"] = options.get("batch_size") or default_batch_size(target)
     options["workers"] = options.get("workers") or default_workers()
-    items, problems, plan, nothing_to_do = _plan(asked, inputs)
+    items, problems, plan, nothing_to_do = _plan(asked, inputs, options, cluster is not None)
+    videos.check_space(items, plan.outputs, options, plan.manifest.parent)
     spec = request.model or DEFAULT_MODELS[task]
     if cluster and cluster.rank > 0:
         cluster.meet("resolved")  # rank 0 resolves (downloads) a hub id once, the others after it
     folder = loading.resolve_folder(spec)
+    options["weights"] = loading.identity(folder)
     if cluster and cluster.rank == 0:
         cluster.meet("resolved")
 
@@ -127,6 +133,7 @@ def _run(asked: Asked, formats: list[str], inputs: list[str], request: Request, 
         prep = _preprocess(spec, folder, config, task, request)
         precision = resolve_dtype(request.dtype, target, config.family)
         _check_task(config, spec, task)  # before the weights are read
+        videos.check_model(config, spec, options)
         model = loading.load(folder, spec, dtype=precision, device=target) if items and not nothing_to_do else None
         info = RunInfo(
             task=task,
@@ -198,18 +205,22 @@ def _agree(cluster, summary, code: int, reporter) -> int:
     return code
 
 
-def _plan(asked: Asked, inputs: list[str]):
-    """(items, problems, plan, nothing to do): the inputs and their outputs, every usage problem
-    about them raised now."""
+def _plan(asked: Asked, inputs: list[str], options: dict, distributed: bool):
+    """(items, problems, plan, nothing to do): the inputs (a clip's frames each an input) and
+    their outputs, every usage problem about them raised now."""
     from ..pipeline import outputs
+    from ..pipeline.clips import expand_clips
     from ..pipeline.inputs import expand
     from ..pipeline.manifest import recorded_outputs
+    from .videos import check_inputs
 
     dest = asked.destination
     # earlier outputs recorded in this folder are never inputs (-o may be the input folder)
     exclude = (*((dest.path,) if dest.kind == "folder" else ()), *recorded_outputs(dest.folder / outputs.MANIFEST))
     items, problems = expand(inputs, asked.recursive, sys.stdin, exclude, asked.follow_symlinks, asked.null)
     _refuse_missing(problems)
+    items, problems, _ = expand_clips(items, problems)
+    check_inputs(items, problems, options, distributed)
     if not items and not problems:
         raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))
     plan = outputs.plan(asked.task, items, dest, asked.formats, asked.bits or 16, asked.side_by_side, asked.overlay)
@@ -263,8 +274,6 @@ def _resume_hint(asked: Asked, options: dict) -> str | None:
     """How to finish an interrupted run, as the summary says it."""
     if asked.destination.kind == "stdout":
         return None
-    if options.get("auto_range"):
-        return "run the same command with --overwrite to write every file over one range again"
     instead = " in place of --overwrite" if asked.overwrite else ""
     return f"run the same command with --skip-existing{instead} to finish the rest"
 

@@ -23,6 +23,8 @@ DEFAULT_FOLDER = "dpt-out"
 DEPTH_EXTENSIONS = {
     ".png": "png", ".npy": "npy", ".pfm": "pfm", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr", ".ply": "ply",
     ".jpg": "color", ".jpeg": "color", ".webp": "color",
+    # one video clip in: its coloured depth as H.264 (lossy), or 16-bit depth as FFV1 (lossless)
+    ".mp4": "video", ".m4v": "video", ".mov": "video", ".mkv": "video16",
 }
 SEGMENT_EXTENSIONS = {".png": "labels"}
 

@@ -57,7 +57,6 @@ def write_depth(
     intrinsics of -f ply (see `point_cloud`)."""
     depth = result.depth
     record.min, record.max = result.lo, result.hi
-    # pictures show nearness brightest: metric depth (metres, larger is farther) is reversed
     picture = None
     for fmt, path in outs.items():
         if fmt in ("png16", "png8"):
@@ -73,10 +72,23 @@ def write_depth(
         elif fmt == "ply":
             point_cloud(depth, photo, path, camera or {}, metric)
         else:
-            if picture is None:
-                unit = result.unit
-                picture = colormaps.apply(1.0 - unit if metric else unit, colormap)
+            picture = coloured(result, colormap, metric) if picture is None else picture
             writers.write_picture(writers.side_by_side(photo, picture) if fmt == "side-by-side" else picture, path)
+
+
+def coloured(result: DepthMap, colormap: str, metric: bool) -> np.ndarray:
+    """(H, W, 3) uint8: the depth over its range through `colormap`. Pictures show nearness
+    brightest: metric depth (metres, larger is farther) is reversed."""
+    unit = result.unit
+    return colormaps.apply(1.0 - unit if metric else unit, colormap)
+
+
+def video_frame(result: DepthMap, photo: np.ndarray | None, fmt: str, colormap: str, metric: bool) -> np.ndarray:
+    """One frame of an output video: (H, W) uint16 for video16, else (H, W or 2W, 3) uint8."""
+    if fmt == "video16":
+        return result.png(16)
+    picture = coloured(result, colormap, metric)
+    return writers.side_by_side(photo, picture) if fmt == "video-side-by-side" else picture
 
 
 def point_cloud(depth: np.ndarray, photo: np.ndarray, path: Path, camera: dict, metric: bool) -> int:

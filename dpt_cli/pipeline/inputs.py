@@ -2,8 +2,8 @@
 
 Inputs are any mix of files, directories (top level, or the whole tree with `recursive`), glob
 patterns and "-": a path list on stdin (one per line, or NUL-separated), or one image's bytes. Inside directories, files are taken by content,
-not extension: a photo named `scan` is found, a `notes.txt` is ignored, and a text file named
-`x.jpg` is kept so that it can be reported as bad.
+not extension: a photo named `scan` is found, and so is a video clip (see `clips`), a `notes.txt`
+is ignored, and a text file named `x.jpg` is kept so that it can be reported as bad.
 
 Hostile trees are safe: every path is normalised (its folder resolved, `..` and symbolic links
 included) before output names are derived from it, so names never climb out of the output folder;
@@ -20,7 +20,7 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..errors import UsageError
 from ..text import os_reason, shown
@@ -28,6 +28,10 @@ from .globbing import expand_pattern
 from .images import is_image
 from .reading import is_stream_name, kind_of
 from .stdin import check, read_head, read_image_bytes
+from .video import is_video
+
+if TYPE_CHECKING:
+    from .clips import Clip
 
 PATH_LIST_LIMIT = 256 << 20  # bytes of paths read from stdin (a million long paths)
 IMAGE_SUFFIXES = {
@@ -42,6 +46,8 @@ class InputItem:
     rel: Path  # mirrored under the output directory; never absolute, never holds ".."
     stream: bool = False  # /dev/stdin or /dev/fd/N named on purpose: read whole, interruptibly
     data: bytes | None = None  # an image's bytes already read (from stdin through -)
+    frame: int | None = None  # a frame of a video clip (see clips): its index in display order
+    clip: "Clip | None" = None  # that clip
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ class _Scanner:
         if stat.S_ISDIR(st.st_mode):
             return self._folder(path, st, link)
         if stat.S_ISREG(st.st_mode):
-            if _looks_like_image_name(entry.name) or is_image(path):
+            if _looks_like_image_name(entry.name) or is_image(path) or is_video(path):
                 self.found.pairs.append((InputItem(path, Path()), anchor))
         else:
             problems.append(InputProblem(os.fspath(path), f"{kind_of(st.st_mode)}, not a regular file: skipped", skipped=True))

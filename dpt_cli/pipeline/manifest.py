@@ -4,9 +4,11 @@ and resumed later. Each run merges its records into the file (see `manifest_merg
     {"dpt_version": "...", "format": 2,
      "conventions": {"paths": ..., "sizes": ...},
      "runs": [{"run": 1, "dpt_version", "started", "finished", "command": [argv...], "task", "model",
-               "device", "dtype", "units", "settings", "interrupted", "counts", "profile"?}, ...],
+               "device", "dtype", "units", "settings", "interrupted", "counts", "profile"?,
+               "videos"?: [{"input", "frames", "done", "size", "fps", "time_base", "stopped"?,
+                            "frame_min", "frame_max"}]}, ...],
      "files": [{"input", "outputs", "status", "error"?, "input_size"?, "network_size"?, "min"?,
-                "max"?, "classes"?, "frames"?, "note"?, "run", "last_attempt"?}, ...]}
+                "max"?, "classes"?, "frames"?, "frame"?, "note"?, "run", "last_attempt"?}, ...]}
 
 Paths are relative to the manifest's folder (`-` and stream names like /dev/stdin stay); sizes
 are [height, width]. Always strict JSON in UTF-8: non-finite numbers are written as null, and
@@ -55,7 +57,8 @@ class FileRecord:
     min: float | None = None  # normalisation range of the pictures and PNGs
     max: float | None = None
     classes: list[dict] | None = None  # segmentation: [{"id", "name", "fraction"}], largest first
-    frames: int | None = None  # animated or multi-page input: how many frames (the first was used)
+    frames: int | None = None  # animated or multi-page input: how many frames (the first was used); a clip: its frames
+    frame: int | None = None  # a frame of a video clip: its index in display order
     note: str | None = None  # why a file was skipped (not a regular file, a link not followed, ...)
     rank: int | None = None  # under torchrun: the rank that did this file
 
@@ -70,6 +73,7 @@ class RunInfo:
     settings: dict
     started: float = field(default_factory=time.time)
     command: list[str] = field(default_factory=list)  # the command line (sys.argv)
+    videos: list[dict] = field(default_factory=list)  # per video clip: see clips.manifest_entries
 
 
 class Unreadable(ValueError):
@@ -89,6 +93,8 @@ def write_manifest(path: Path, info: RunInfo, records: list[FileRecord], interru
         number = max([r["run"] for r in runs if isinstance(r.get("run"), int)] + [len(runs)]) + 1
         files = merge(old, [_entry(r, number) for r in records], number)
         run = _run(number, info, records, interrupted, profile, note)
+        if info.videos:
+            run["videos"] = [{**v, "input": shown(_relative(v["input"], folder))} for v in info.videos]
         # the history is bounded: many single-file runs (xargs -P) must not grow the file per run
         doc = {"dpt_version": __version__, "format": FORMAT, "conventions": CONVENTIONS,
                "runs": [*runs, run][-MAX_RUNS:], "files": [_stored(e, folder) for e in files]}

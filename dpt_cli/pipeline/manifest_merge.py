@@ -38,7 +38,7 @@ def merge(old: list[Entry], new: list[Entry], run: int) -> list[Entry]:
     where = {key: i for i, entry in enumerate(old) for key in entry.keys()}
     for entry in new:
         if entry.status != OK and entry.outputs:
-            kept = [i for i in _hits(entry, where) if slots[i].status == OK]
+            kept = [i for i in _hits(entry, where, len(old)) if slots[i].status == OK]
             for i in kept:
                 slots[i].fields["last_attempt"] = _attempt(entry, run)
             owned = {o for i in kept for o in slots[i].outputs}
@@ -46,7 +46,7 @@ def merge(old: list[Entry], new: list[Entry], run: int) -> list[Entry]:
             if not entry.outputs:
                 continue
         place = None
-        for i in _hits(entry, where):
+        for i in _hits(entry, where, len(old)):
             if _take(slots[i], entry, where):
                 slots[i] = None
                 place = i if place is None else place
@@ -60,10 +60,15 @@ def merge(old: list[Entry], new: list[Entry], run: int) -> list[Entry]:
     return [entry for entry in slots if entry is not None]
 
 
-def _hits(entry: Entry, where: dict) -> list[int]:
-    """Where the earlier records sharing an output with `entry`, or of its input without outputs, are."""
-    keys = [("output", o) for o in entry.outputs] + [("input", entry.input)]
-    return sorted({where[k] for k in keys if k in where})
+def _hits(entry: Entry, where: dict, old: int) -> list[int]:
+    """Where the earlier records sharing an output with `entry`, or of its input without outputs, are.
+    By input only records of earlier runs (the first `old` slots): one run's records never replace
+    each other so (a clip's frames, and the record of where the clip stopped)."""
+    hits = {where[k] for k in (("output", o) for o in entry.outputs) if k in where}
+    by_input = where.get(("input", entry.input))
+    if by_input is not None and by_input < old:
+        hits.add(by_input)
+    return sorted(hits)
 
 
 def _take(old: Entry, entry: Entry, where: dict) -> bool:

@@ -24,6 +24,7 @@ from ..config import SEGMENTATION
 from ..errors import UsageError
 from ..text import shown
 from .atomic import NAME_MAX, TEMP_EXTRA
+from .clips import VIDEO_FORMATS, frame_name
 from .destination import FOLDER, STDOUT, Destination, extensions
 from .inputs import InputItem
 
@@ -37,7 +38,11 @@ DEPTH_SUFFIXES = {
     "ply": ".ply",
     "color": ".color.png",
     "side-by-side": ".side-by-side.png",
+    "video": ".mp4",
+    "video-side-by-side": ".mp4",
+    "video16": ".mkv",
 }
+VIDEO_MESSAGE = "give a directory (one file per frame), or -o NAME.mp4 (a video) or NAME.mkv (16-bit, lossless)"
 SEGMENT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.png"}
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MANIFEST = "dpt-run.json"
@@ -55,6 +60,10 @@ def single_formats(task: str, path: Path, bits: int, side_by_side: bool, overlay
     """The outputs of `-o FILE`: the format its extension names, and the siblings that
     --side-by-side and --overlay add (`d.png` -> `d.side-by-side.png`)."""
     fmt = extensions(task)[path.suffix.lower()]
+    if fmt == "video16" and side_by_side:
+        raise UsageError(f"-o {shown(path)} holds 16-bit depth values (FFV1 gray16); side-by-side frames go to -o NAME.mp4")
+    if fmt in ("video", "video16"):
+        return {"video-side-by-side" if side_by_side else fmt: path}
     if fmt == "png":
         fmt = "png16" if bits == 16 else "png8"
     outputs = {fmt: path}
@@ -82,14 +91,12 @@ def plan(task: str, items: list[InputItem], dest: Destination, formats: list[str
     if any(len(os.fsencode(part)) > NAME_MAX for part in output.parts):
         raise UsageError(f"-o {shown(output)}: a name in it is longer than {NAME_MAX} bytes")
     if dest.kind != FOLDER:
-        if len(items) > 1:
-            named = "-" if dest.kind == STDOUT else shown(output)
-            raise UsageError(f"-o {named} names one file but there are {len(items)} inputs; give a directory")
         if dest.kind == STDOUT:
             outputs = {folder_formats(task, formats, bits, False, False)[0]: output}
         else:
             outputs = single_formats(task, output, bits, side_by_side, overlay)
-        planned = [outputs] if items else []  # no input left: the run only reports the problems
+        _check_single(items, dest, outputs)
+        planned = [outputs] * len(items)  # a video: every frame has it; no input left: only problems
         manifest = output.parent / MANIFEST
     else:
         if os.path.lexists(output) and not os.path.isdir(output):
@@ -101,15 +108,33 @@ def plan(task: str, items: list[InputItem], dest: Destination, formats: list[str
     return Plan(planned, manifest, dest.kind != FOLDER)
 
 
+def _check_single(items: list[InputItem], dest: Destination, outputs: dict[str, Path]) -> None:
+    """One file (or stdout) for one photo; one video for the frames of one clip."""
+    if not items:
+        return  # no input left: the run only reports the problems
+    named = "-" if dest.kind == STDOUT else shown(dest.path)
+    clips = {id(item.clip): item.clip for item in items if item.clip is not None}
+    if set(outputs) & set(VIDEO_FORMATS):
+        if len(clips) != 1 or len(clips) < len({id(item.clip) for item in items}):
+            raise UsageError(f"-o {named} writes the depth of one video clip: give one video file as the input")
+    elif clips:
+        clip = next(iter(clips.values()))
+        raise UsageError(f"-o {named} names one file but {shown(clip.path)} has {clip.info.frames} frames: {VIDEO_MESSAGE}")
+    elif len(items) > 1:
+        raise UsageError(f"-o {named} names one file but there are {len(items)} inputs; give a directory")
+
+
 def _mirror(items: list[InputItem], root: Path, formats: list[str], task: str) -> list[dict[str, Path]]:
     suffixes = SEGMENT_SUFFIXES if task == SEGMENTATION else DEPTH_SUFFIXES
     full_name = [False] * len(items)
 
+    def name(item: InputItem, full: bool) -> Path:
+        if item.clip is not None:
+            return frame_name(item, full)
+        return item.rel.parent / (item.rel.name if full else item.rel.stem)
+
     def assign() -> list[dict[str, Path]]:
-        return [
-            {f: root / item.rel.parent / ((item.rel.name if full else item.rel.stem) + suffixes[f]) for f in formats}
-            for item, full in zip(items, full_name)
-        ]
+        return [{f: root / (str(name(item, full)) + suffixes[f]) for f in formats} for item, full in zip(items, full_name)]
 
     for _ in range(3):
         planned = assign()
@@ -120,8 +145,10 @@ def _mirror(items: list[InputItem], root: Path, formats: list[str], task: str) -
         clashes = {i for who in users.values() if len(who) > 1 for i in who}
         if not clashes:
             return planned
-        for i in clashes:
-            full_name[i] = True
+        clashing_clips = {id(items[i].clip) for i in clashes if items[i].clip is not None}
+        for i, item in enumerate(items):  # a clip's frames share one folder: all of them, or none
+            if i in clashes or (item.clip is not None and id(item.clip) in clashing_clips):
+                full_name[i] = True
     raise UsageError("cannot give every input a distinct output name; rename the inputs")
 
 

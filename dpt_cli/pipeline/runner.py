@@ -33,11 +33,13 @@ from ..interrupts import interrupt_once
 from ..model import DPT
 from ..text import first_line, shown
 from .budget import PixelBudget, Stopped
-from .autorange import DEFERRED, KeptMaps
+from . import clips as clip_io
+from .autorange import fingerprint
+from .deferral import PHOTO_FORMATS, Deferral, Policy
 from .distributed import Cluster
-from .encoding import DepthMap, write_depth, write_segmentation
+from .encoding import DepthMap, video_frame, write_depth, write_segmentation
 from .engine import Engine, Job, Result, Settings, use_device
-from .images import decode_image, to_uint8
+from .images import Decoded, decode_image, to_uint8
 from .inputs import InputItem, InputProblem
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, FileRecord, RunInfo, write_manifest
 from .outputs import Plan
@@ -68,6 +70,11 @@ class Options:
     on_device: bool | None = None  # None: preprocess and postprocess on the device unless it is the CPU
     camera: dict | None = None  # -f ply: {"fov": degrees} or {"fx", "fy", "cx"?, "cy"?} in pixels
     auto_range: bool = False  # --range auto: one range for the whole run (see autorange)
+    per_frame: bool = False  # --range per-frame: each frame of a clip its own range
+    sequence: bool = False  # --sequence: the photos are the frames of one sequence
+    smooth: int = 0  # --smooth N: a running range over N frames
+    align: bool = False  # --align: each frame's scale and shift fitted to the previous frame
+    weights: str = ""  # what identifies the model's files (kept maps of other weights are not reused)
 
 
 Report = Callable[[FileRecord], None]
@@ -99,11 +106,13 @@ class Runner:
         records = summary.records
         records += [problem_record(p) for p in problems]
         base = len(records)
-        records += [FileRecord(input=str(item.path), outputs=[os.path.abspath(p) for p in outs.values()]) for item, outs in zip(items, plan.outputs)]
+        records += [FileRecord(input=str(item.path), outputs=[os.path.abspath(p) for p in outs.values()], frame=item.frame)
+                    for item, outs in zip(items, plan.outputs)]
         self._items, self._records, self._report = items, records[base:], report
         self._targets: list[dict[str, Path]] = []
         self._todo: list[int] = []  # the inputs with outputs to write
-        self._kept: KeptMaps | None = None  # --range auto: the raw maps waiting for the run's range
+        self._deferral: Deferral | None = None  # the inputs waiting for their group's range
+        self._clips = clip_io.Clips(items)
         with interrupt_once() as interrupts:
             self._stop = interrupts.stop
             try:
@@ -113,8 +122,9 @@ class Runner:
                     for r in records[:base]:
                         report(r)
                 self._targets = [self._targets_of(outs, r) for outs, r in zip(plan.outputs, self._records)]
-                deferring = self.options.auto_range and any(set(t) & DEFERRED for t in self._targets)
-                self._kept = KeptMaps(plan.manifest.parent) if deferring else None
+                if self.task != SEGMENTATION:
+                    self._deferral = Deferral(items, plan.outputs, self._targets, Policy.of(self.options), plan.manifest.parent,
+                                              *self._fingerprints(plan), fresh=self.options.overwrite)
                 self._todo = [i for i, targets in enumerate(self._targets) if targets]
                 if self._cluster is not None:  # no rank writes before every rank has planned
                     self._cluster.meet("planned")
@@ -122,9 +132,11 @@ class Runner:
             except (KeyboardInterrupt, Stopped):
                 summary.interrupted = True
             finally:
-                if self._kept is not None:
-                    self._kept.close()
+                interrupts.stop.set()  # a signal from here on is noted, not raised: the videos and manifest complete
                 summary.interrupted |= interrupts.count > 0
+                self._clips.close(self._records, complete=not summary.interrupted)
+                if self._deferral is not None:
+                    self._deferral.close(self._records, summary.interrupted)
                 if self._cluster is not None:
                     if summary.interrupted:  # no input left unrecorded
                         self._cluster.take_the_rest(self._todo, self._records)
@@ -135,8 +147,20 @@ class Runner:
                 summary.seconds = time.perf_counter() - start
                 if self._profile.enabled:
                     summary.profile = self._profile.report(summary.count(OK), summary.seconds)
+                if self._clips:
+                    kept = self._deferral.ranges() if self._deferral is not None else {}
+                    self.info.videos = self._clips.entries(self._records, kept, self.options.value_range is not None)
+                    records[:] = clip_io.collapse(records, items, base)
                 self._write_manifest(plan, records, summary)
         return summary
+
+    def _fingerprints(self, plan: Plan) -> tuple[str, str]:
+        """Where the kept maps go, and what decides their values (see autorange)."""
+        info, settings, opts = self.info, self.info.settings, self.options
+        single = [os.path.abspath(p) for p in plan.outputs[0].values()] if plan.single and plan.outputs else []
+        return fingerprint(os.path.abspath(plan.manifest), single), fingerprint(
+            info.task, info.model, opts.weights, info.dtype, self.device.type, settings.get("network_size"),
+            settings.get("keep_aspect"), opts.batch_size, opts.on_device)
 
     def _write_manifest(self, plan: Plan, records: list[FileRecord], summary: Summary) -> None:
         if not records:
@@ -160,7 +184,12 @@ class Runner:
         window = max(2, opts.workers) * 2 + opts.batch_size
         default = DEVICE_PIXEL_BUDGET if self._engine.settings.on_device else PIXEL_BUDGET
         self._budget = PixelBudget(opts.pixel_budget or default, self._stop)
-        needs_photo = any(f in ("side-by-side", "overlay", "ply") for outs in self._targets for f in outs)
+        needs_photo = any(f in PHOTO_FORMATS | {"overlay"} for outs in self._targets for f in outs)
+        resumed = self._deferral.resumed if self._deferral is not None else set()
+        if resumed:
+            self._notice(f"{len(resumed)} input(s) reuse the depth maps an interrupted run kept (no model pass for them)")
+        todo = [i for i in todo if i not in resumed]
+        self._clips.open(todo, self._targets)
         setup = partial(_worker_thread, self.device)
         readers = ThreadPoolExecutor(opts.workers, thread_name_prefix="dpt-read", initializer=setup)
         writers_pool = ThreadPoolExecutor(max(2, opts.workers), thread_name_prefix="dpt-write", initializer=setup)
@@ -186,7 +215,7 @@ class Runner:
                 except Stopped:
                     raise
                 except Exception as exc:  # a reader's surprise fails that photo, not the run
-                    self._fail(i, DPTError(f"{shown(self._items[i].path)}: cannot read ({type(exc).__name__}: {shown(exc)})"))
+                    self._fail(i, DPTError(f"{self._name(i)}: cannot read ({type(exc).__name__}: {shown(exc)})"))
                     continue
                 key = prepared.job.net
                 buckets.setdefault(key, []).append(prepared)
@@ -212,8 +241,8 @@ class Runner:
     def _make_engine(self) -> Engine:
         opts = self.options
         formats = frozenset(f for outs in self._targets for f in outs)
-        if self._kept is not None:  # normalised later, from the raw maps
-            formats = (formats - DEFERRED) | {"npy"}
+        if self._deferral is not None and self._deferral.kept is not None:  # kept raw, normalised later
+            formats |= {"npy"}
         # the device placement by default on CUDA only: MPS has no float64 (exact quantising)
         on_device = self.device.type == "cuda" if opts.on_device is None else opts.on_device
         settings = Settings(self.task, formats, opts.value_range, on_device, opts.compile, opts.batch_size)
@@ -240,14 +269,18 @@ class Runner:
 
         try:
             with self._profile.stage("read"):
-                decoded = decode_image(item.path, item.stream, self._stop, admit, item.data)
+                if item.clip is not None:
+                    admit(item.clip.info.width, item.clip.info.height)
+                    decoded = Decoded(item.clip.frame(item.frame, self._stop))
+                else:
+                    decoded = decode_image(item.path, item.stream, self._stop, admit, item.data)
             if decoded.frames > 1:
                 self._records[i].frames = decoded.frames
             try:
                 photo = to_uint8(decoded.pixels) if needs_photo else None
-                job = self._engine.prepare(decoded.pixels, shown(item.path))
+                job = self._engine.prepare(decoded.pixels, self._name(i))
             except (RuntimeError, MemoryError) as exc:  # out of memory for a very large photo
-                raise DPTError(f"{shown(item.path)}: cannot preprocess ({shown(first_line(exc))})") from None
+                raise DPTError(f"{self._name(i)}: cannot preprocess ({shown(first_line(exc))})") from None
             return _Prepared(i, job, photo, granted[0])
         except BaseException:
             if granted:
@@ -263,7 +296,7 @@ class Runner:
             message = shown(first_line(exc))
             for p in batch:
                 self._give_back(p)
-                self._fail(p.index, DPTError(f"{shown(self._items[p.index].path)}: inference failed ({message})"))
+                self._fail(p.index, DPTError(f"{self._name(p.index)}: inference failed ({message})"))
             return
         for p, fetch in zip(batch, fetches):
             record = self._records[p.index]
@@ -285,7 +318,13 @@ class Runner:
     def _fail(self, i: int, exc: Exception) -> None:
         record = self._records[i]
         record.status, record.error = FAILED, shown(exc)
+        self._clips.skip(i)
         self._report(record)
+
+    def _name(self, i: int) -> str:
+        """An input as messages name it: its path, and the frame of a clip."""
+        item = self._items[i]
+        return item.clip.name(item.frame) if item.clip is not None else shown(item.path)
 
     # --- encoding (worker threads) -----------------------------------------------------------
 
@@ -299,40 +338,41 @@ class Runner:
                 except (DPTError, KeyboardInterrupt):
                     raise
                 except Exception as exc:  # resizing back out of memory, a device error at the copy, ...
-                    raise DPTError(f"{shown(self._items[i].path)}: inference failed ({shown(first_line(exc))})") from None
+                    raise DPTError(f"{self._name(i)}: inference failed ({shown(first_line(exc))})") from None
                 with self._profile.stage("encode"):
                     if self.task == SEGMENTATION:
                         write_segmentation(result, p.photo, outs, record, self.model.config, opts.alpha)
                     else:
-                        now, later = KeptMaps.split(outs) if self._kept is not None else (outs, {})
-                        self._write_depth(result, p.photo, now, record)
+                        now, later = self._deferral.split(i, outs)
+                        self._write_depth(i, result, p.photo, now)
                         if later:
-                            self._kept.keep(i, result.depth, p.photo if "side-by-side" in later else None)
-                            record.min = record.max = None  # the run's range, once known
+                            self._deferral.keep(i, result.depth, p.photo)
+                            record.min = record.max = None  # the group's range, once known
                             return  # pending until then
                 record.status = OK
         finally:
+            if record.status == FAILED:
+                self._clips.skip(i)
             self._give_back(p)
 
     def _write_kept(self, pool: ThreadPoolExecutor, writing: deque) -> None:
-        """--range auto, once every photo has been through the model: the PNGs and pictures."""
-        kept = self._kept
-        todo = [i for i, r in enumerate(self._records) if r.status == PENDING and kept is not None and kept.has(i)]
-        if not todo:
+        """Once every input has been through the model: the outputs that waited for their
+        group's range (see deferral), in order (an output video takes its frames in order)."""
+        if self._deferral is None:
             return
-        lo, hi = kept.run_range()
-        self._notice(f"--range auto: writing PNGs and pictures over the run's range {lo:.6g}..{hi:.6g}")
 
-        def finish(i: int) -> None:
+        def finish(i: int, norm, outs: dict[str, Path]) -> None:
             record = self._records[i]
             with self._outcome(i), self._profile.stage("encode"):
-                depth, photo = kept.load(i)
-                self._write_depth(DepthMap(depth, lo, hi), photo, KeptMaps.split(self._targets[i])[1], record)
+                depth, photo = self._deferral.load(i, norm)
+                self._write_depth(i, DepthMap(depth, norm.lo, norm.hi), photo, outs)
                 record.status = OK
-            kept.discard(i)
+            if record.status == FAILED:
+                self._clips.skip(i)
 
-        for i in todo:
-            writing.append((i, pool.submit(finish, i)))
+        for i, norm, outs in self._deferral.finish(self._records, self._notice):
+            writing.append((i, pool.submit(finish, i, norm, outs)))
+            self._collect(writing, limit=2 * self.options.workers)
         self._collect(writing, limit=0)
 
     def _targets_of(self, outs: dict[str, Path], record: FileRecord) -> dict[str, Path]:
@@ -350,9 +390,12 @@ class Runner:
     def _outcome(self, i: int):
         return outcome(self._records[i], self._items[i].path)
 
-    def _write_depth(self, result: DepthMap, photo: Optional[np.ndarray], outs: dict[str, Path], record: FileRecord) -> None:
-        opts = self.options
-        write_depth(result, photo, outs, record, opts.colormap, self.model.config.is_metric, opts.png_level, opts.camera)
+    def _write_depth(self, i: int, result: DepthMap, photo: Optional[np.ndarray], outs: dict[str, Path]) -> None:
+        opts, metric = self.options, self.model.config.is_metric
+        files = {f: p for f, p in outs.items() if f not in clip_io.VIDEO_FORMATS}
+        write_depth(result, photo, files, self._records[i], opts.colormap, metric, opts.png_level, opts.camera)
+        for fmt in set(outs) - set(files):  # this frame of -o NAME.mp4 / NAME.mkv
+            self._clips.put(i, video_frame(result, photo, fmt, opts.colormap, metric))
 
 def _worker_thread(device: torch.device) -> None:
     """Reader and writer threads run torch ops on one thread each (the main thread keeps its
