@@ -200,3 +200,8 @@ def test_kept_maps_stay_while_an_input_of_the_clip_failed(tiny, clip, tmp_path):
     assert len({(r["min"], r["max"]) for r in records}) == 1  # frame 3 over the clip's one range, from the log
     counts = json.loads((out / "dpt-run.json").read_text())["runs"][-1]["counts"]
     assert (counts["ok"], counts["skipped"]) == (1, 23)
+
+
+def test_a_clip_on_stdin_is_a_usage_error_naming_the_fix(tiny, clip, tmp_path):
+    result = run_cli("depth", "-", "-m", tiny, "-o", tmp_path / "d.png", stdin=clip.read_bytes())
+    assert result.code == 2 and "stdin holds a video clip; give the clip as a file" in result.err, result.err

@@ -13,6 +13,7 @@ import re
 from typing import IO
 
 from ..errors import UsageError
+from .video import looks_like_video
 from .reading import InputError, read_stream
 
 SIGNATURES = (
@@ -57,6 +58,8 @@ def looks_like_image(head: bytes) -> bool:
 
 def check(head: bytes, null: bool) -> bool:
     """True when stdin holds an image; UsageError when it holds what the options do not expect."""
+    if looks_like_video(head):  # before images: an MP4's `ftyp` box also starts HEIF and AVIF stills
+        raise UsageError("-: stdin holds a video clip; give the clip as a file (dpt reads a clip twice: to count its frames, then to decode them)")
     image = looks_like_image(head)
     if image and null:
         raise UsageError("-0 reads a NUL-separated path list, but stdin holds an image's bytes: drop -0")

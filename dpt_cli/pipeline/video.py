@@ -65,6 +65,11 @@ def is_video(path: Path) -> bool:
             head = f.read(_SNIFF)
     except Exception:  # noqa: BLE001 (unreadable for whatever reason: not a video to take)
         return False
+    return looks_like_video(head)
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether a file's first bytes (up to 600: MPEG-TS needs them) are a video container's."""
     if head[4:8] == b"ftyp":
         size = int.from_bytes(head[:4], "big")  # brands: major at 8, minor version at 12, then compatible
         brands = {head[i : i + 4] for i in range(8, min(max(size, 16), len(head)) - 3, 4) if i != 12}
