@@ -205,3 +205,15 @@ def test_kept_maps_stay_while_an_input_of_the_clip_failed(tiny, clip, tmp_path):
 def test_a_clip_on_stdin_is_a_usage_error_naming_the_fix(tiny, clip, tmp_path):
     result = run_cli("depth", "-", "-m", tiny, "-o", tmp_path / "d.png", stdin=clip.read_bytes())
     assert result.code == 2 and "stdin holds a video clip; give the clip as a file" in result.err, result.err
+
+
+def test_frames_that_cannot_decode_do_not_hold_the_kept_maps(tiny, tmp_path):
+    clip = tmp_path / "cut.mp4"
+    make_clip(clip, FRAMES, SIZE)
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)  # frame data zeroed: demuxing cannot tell
+    clip.write_bytes(bytes(data))
+    result = run_cli("depth", clip, "-o", tmp_path / "out", "-m", tiny)
+    assert result.code == 1 and "cannot decode (the clip stops after frame" in result.err, result.err
+    assert 0 < len(_frames(tmp_path / "out" / "cut", ".png")) < FRAMES
+    assert not list((tmp_path / "out").glob(".dpt-range-*"))  # nothing left that a resume could use

@@ -19,7 +19,7 @@ import numpy as np
 from . import sequences
 from .autorange import KeptMaps, key_of, remove_stale
 from .inputs import InputItem
-from .manifest import OK, PENDING, SKIPPED, FileRecord
+from .manifest import FAILED, OK, PENDING, SKIPPED, FileRecord
 from ..text import shown
 from .sequences import AUTO, FIXED, OWN, Group, Normalisation
 
@@ -169,9 +169,17 @@ class Deferral:
 
     def close(self, records: list[FileRecord], interrupted: bool) -> None:
         """Remove the kept maps once every input that waited is done; else keep them for the run
-        that resumes (an input that failed, e.g. an output that existed, still needs its group's range)."""
-        if self.kept is not None:
-            self.kept.close(not interrupted and all(records[i].status in (OK, SKIPPED) for i in self.group_of))
+        that resumes: an input refused before the run (its output existed) or whose map is kept
+        (its video failed) still needs its group's range. One that could not be decoded or run
+        never had a map: it does not hold the folder."""
+        if self.kept is None:
+            return
+
+        def unfinished(i: int) -> bool:
+            status = records[i].status
+            return status not in (OK, SKIPPED) and (status != FAILED or not self.targets[i] or self.keys.get(i) in self.kept.ranges)
+
+        self.kept.close(not interrupted and not any(unfinished(i) for i in self.group_of))
 
 
 def _identity(item: InputItem) -> str:
