@@ -4,6 +4,7 @@ the original code, against depth_anything.md and transformers' own DepthAnything
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -170,14 +171,7 @@ def test_qkv_split_and_renames_keep_values():
 
 @pytest.fixture(scope="module")
 def fakes():
-    cache = {}
-
-    def get(stem):
-        if stem not in cache:
-            cache[stem] = fake_checkpoint(stem)
-        return cache[stem]
-
-    return get
+    return functools.cache(fake_checkpoint)  # one fake per release stem, built on first use
 
 
 @pytest.mark.parametrize("stem", ["depth_anything_v2_vits", "depth_anything_v2_metric_hypersim_vits"])

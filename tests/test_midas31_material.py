@@ -3,6 +3,7 @@ the expected transformers layout and configs, against midas_v31.md and transform
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -45,14 +46,7 @@ BUFFERS = ("attn.relative_position_index", "attn_mask")
 
 @pytest.fixture(scope="module")
 def fakes():
-    cache = {}
-
-    def get(stem):
-        if stem not in cache:
-            cache[stem] = fake_checkpoint(stem)
-        return cache[stem]
-
-    return get
+    return functools.cache(fake_checkpoint)  # one fake per release stem, built on first use
 
 
 def meta_model(stem: str) -> DPTForDepthEstimation:

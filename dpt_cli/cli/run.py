@@ -219,7 +219,7 @@ def _plan(asked: Asked, inputs: list[str], options: dict, distributed: bool):
     exclude = (*((dest.path,) if dest.kind == "folder" else ()), *recorded_outputs(dest.folder / outputs.MANIFEST))
     items, problems = expand(inputs, asked.recursive, sys.stdin, exclude, asked.follow_symlinks, asked.null)
     _refuse_missing(problems)
-    items, problems, _ = expand_clips(items, problems)
+    items, problems = expand_clips(items, problems)
     check_inputs(items, problems, options, distributed)
     if not items and not problems:
         raise UsageError("no input images found in " + ", ".join(shown(i) for i in inputs))

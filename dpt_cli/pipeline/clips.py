@@ -10,7 +10,7 @@ stops early (truncated, corrupt) gives the frames before that point and a failur
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DPTError
 from ..text import shown
 from . import video
-from .inputs import InputItem, InputProblem
+from .inputs import InputItem, InputProblem, looks_like_image_name
 from .manifest import FAILED, INTERRUPTED, OK, PENDING, FileRecord
 from .reading import InputError
 
@@ -35,7 +35,6 @@ class Clip:
     reader: video.FrameReader | None = None
     sink: object | None = None  # video_sink.VideoSink while the run writes -o NAME.mp4 / NAME.mkv
     video_out: bool = False  # written as one video (not a frame folder)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def name(self, frame: int) -> str:
         return f"{shown(self.path)} frame {frame}"
@@ -58,13 +57,13 @@ class Clip:
             self.reader.close()
 
 
-def expand_clips(items: list[InputItem], problems: list[InputProblem]) -> tuple[list[InputItem], list[InputProblem], list[Clip]]:
+def expand_clips(items: list[InputItem], problems: list[InputProblem]) -> tuple[list[InputItem], list[InputProblem]]:
     """Every clip among `items` replaced by its frames (in place, in order); clips that cannot be
-    read become problems (one line each); a clip cut short keeps its frames and reports where."""
+    read become problems (one line each); a clip cut short keeps its frames and reports where.
+    A file named as an image is an image (as in folder scans): only the others are sniffed."""
     out: list[InputItem] = []
-    clips: list[Clip] = []
     for item in items:
-        if item.data is not None or item.stream or not video.is_video(item.path):
+        if item.data is not None or item.stream or looks_like_image_name(item.path.name) or not video.is_video(item.path):
             out.append(item)
             continue
         if not video.available():
@@ -76,11 +75,10 @@ def expand_clips(items: list[InputItem], problems: list[InputProblem]) -> tuple[
             problems.append(InputProblem(str(item.path), _without_name(str(exc), item.path)))
             continue
         clip = Clip(item.path, item.rel, info)
-        clips.append(clip)
         out.extend(replace(item, frame=k, clip=clip) for k in range(info.frames))
         if info.stopped:
             problems.append(InputProblem(str(item.path), f"{info.stopped}: the clip is truncated or corrupt; its first {info.frames} frame(s) are processed"))
-    return out, problems, clips
+    return out, problems
 
 
 def _without_name(message: str, path: Path) -> str:
@@ -93,14 +91,6 @@ def frame_name(item: InputItem, full: bool) -> Path:
     clip's extension, `clip.mp4/000012`, when two inputs would share the folder)."""
     rel = item.rel
     return rel.parent / (rel.name if full else rel.stem) / f"{item.frame:0{item.clip.digits()}d}"
-
-
-def one_clip(items: list[InputItem]) -> Clip | None:
-    """The clip when every item is a frame of one clip, else None."""
-    clips = {id(item.clip): item.clip for item in items}
-    if len(clips) == 1 and items[0].clip is not None:
-        return items[0].clip
-    return None
 
 
 class Clips:

@@ -73,7 +73,7 @@ def normalise(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def _looks_like_image_name(name: str) -> bool:
+def looks_like_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
@@ -130,13 +130,13 @@ class _Scanner:
         try:
             st = os.stat(path)  # follows links: what a link points to decides what it is
         except OSError as exc:
-            if _looks_like_image_name(entry.name) or not isinstance(exc, FileNotFoundError):
+            if looks_like_image_name(entry.name) or not isinstance(exc, FileNotFoundError):
                 problems.append(_stat_problem(path, exc))
             return None
         if stat.S_ISDIR(st.st_mode):
             return self._folder(path, st, link)
         if stat.S_ISREG(st.st_mode):
-            if _looks_like_image_name(entry.name) or is_image(path) or is_video(path):
+            if looks_like_image_name(entry.name) or is_image(path) or is_video(path):
                 self.found.pairs.append((InputItem(path, Path()), anchor))
         else:
             problems.append(InputProblem(os.fspath(path), f"{kind_of(st.st_mode)}, not a regular file: skipped", skipped=True))
@@ -145,7 +145,7 @@ class _Scanner:
     def _folder(self, path: Path, st: os.stat_result, link: bool) -> Path | None:
         problems = self.found.problems
         if not self.recursive:
-            if _looks_like_image_name(path.name):
+            if looks_like_image_name(path.name):
                 problems.append(InputProblem(os.fspath(path), "is a directory, not an image"))
             return None
         if link and not self.follow:
